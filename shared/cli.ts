@@ -1,0 +1,97 @@
+// What both command lines need around citty: it ignores unknown flags and exits 1 on every error,
+// while a mistyped flag must fail loudly and usage errors exit 2.
+import { type ArgsDef, type CommandDef, defineCommand, runMain } from "citty";
+import type { Flags } from "./config.ts";
+import { UsageError } from "./errors.ts";
+import { VERSION } from "./version.ts";
+
+/** Rejects anything `argsDef` does not declare, a flag without its value and a repeated flag. */
+export function rejectUnknownFlags(rawArgs: string[], argsDef: ArgsDef): void {
+  const seen = new Set<string>();
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i] as string;
+    if (!arg.startsWith("--") || arg === "--") throw new UsageError(`unexpected argument '${arg}'`);
+    const eq = arg.indexOf("=");
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    const def = argsDef[name] ?? negatedBoolean(name, argsDef);
+    if (!def || def.type === "positional") {
+      throw new UsageError(`unknown flag --${name} (--help lists the flags)`);
+    }
+    const key = name.replace(/^no-/, "");
+    if (seen.has(key)) throw new UsageError(`--${key} is given more than once`);
+    seen.add(key);
+    if (def.type === "boolean") {
+      if (eq !== -1) throw new UsageError(`--${name} takes no value`);
+    } else if (eq === -1) {
+      if (i + 1 >= rawArgs.length) throw new UsageError(`--${name} needs a value`);
+      i++;
+    }
+  }
+}
+
+function negatedBoolean(name: string, argsDef: ArgsDef) {
+  const def = name.startsWith("no-") ? argsDef[name.slice(3)] : undefined;
+  return def?.type === "boolean" ? def : undefined;
+}
+
+/** The declared flags' values, keyed by their names as typed (`http-port`). */
+export function flagValues(args: Record<string, unknown>, argsDef: ArgsDef): Flags {
+  const flags: Flags = {};
+  for (const name of Object.keys(argsDef)) {
+    const value = args[name];
+    if (typeof value === "string" || typeof value === "boolean") flags[name] = value;
+  }
+  return flags;
+}
+
+/** For the root command: the first argument must name one of its subcommands. */
+export function requireCommand(rawArgs: string[], commands: string[], binary: string): void {
+  const [first] = rawArgs;
+  const list = commands.join(", ");
+  if (first === undefined) throw new UsageError(`missing command (${list}); see ${binary} --help`);
+  if (!commands.includes(first)) {
+    const what = first.startsWith("-") ? "flag" : "command";
+    throw new UsageError(`unknown ${what} '${first}' (commands: ${list}); see ${binary} --help`);
+  }
+}
+
+/** Usage errors exit 2, as shells and CI expect of a bad command line; anything else exits 1. */
+export function exitOnStartupError(error: unknown): never {
+  console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(error instanceof UsageError ? 2 : 1);
+}
+
+/** Flags both binaries take for their logs. */
+export const loggingArgs = {
+  "log-level": {
+    type: "string",
+    valueHint: "debug|info|warn|error",
+    description: "(INDRANET_LOG_LEVEL; default info)",
+  },
+  "log-format": {
+    type: "string",
+    valueHint: "text|json",
+    description: "(INDRANET_LOG_FORMAT; default text)",
+  },
+} as const satisfies ArgsDef;
+
+/** Runs a binary whose every action is a subcommand; a missing or unknown one is a usage error. */
+export async function runBinary(
+  name: string,
+  description: string,
+  // biome-ignore lint/suspicious/noExplicitAny: citty's subcommands carry their own argument types
+  subCommands: Record<string, CommandDef<any>>,
+): Promise<void> {
+  const main = defineCommand({
+    meta: { name, version: VERSION, description },
+    subCommands,
+    setup({ rawArgs }) {
+      try {
+        requireCommand(rawArgs, Object.keys(subCommands), name);
+      } catch (error) {
+        exitOnStartupError(error);
+      }
+    },
+  });
+  await runMain(main);
+}

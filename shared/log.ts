@@ -1,0 +1,65 @@
+// Logging for both binaries: consola's readable output on a terminal, or JSON lines for systemd
+// and log shippers (`--log-format json`).
+import { format } from "node:util";
+import { type ConsolaReporter, createConsola, type LogObject } from "consola";
+
+/** consola's numeric levels for the names the CLI accepts. */
+export const LOG_LEVELS = { debug: 4, info: 3, warn: 1, error: 0 } as const;
+
+export type LogLevel = keyof typeof LOG_LEVELS;
+export type LogFormat = "text" | "json";
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
+
+// Text goes to stderr so that stdout stays free for whatever a command prints as its result.
+export const log = createConsola({ stdout: process.stderr, stderr: process.stderr });
+
+const textReporters = log.options.reporters;
+
+export function isLogLevel(name: string): name is LogLevel {
+  return Object.hasOwn(LOG_LEVELS, name);
+}
+
+export function configureLogging(level: string, logFormat: LogFormat): void {
+  // Assigned even for the default: consola starts at `warn` under `bun test` (NODE_ENV=test).
+  log.level = isLogLevel(level) ? LOG_LEVELS[level] : LOG_LEVELS.info;
+  log.setReporters(logFormat === "json" ? [jsonReporter] : textReporters);
+}
+
+/**
+ * One object per line: `{"time", "level", "msg", ...fields}`. Plain-object arguments become fields
+ * rather than text; any of them counts, not only the last, because consola appends its own
+ * "(repeated N times)" argument after a throttled call's fields.
+ */
+const jsonReporter: ConsolaReporter = {
+  log(entry: LogObject) {
+    const line: Record<string, unknown> = {
+      time: entry.date.toISOString(),
+      level: levelName(entry.level),
+      msg: format(...entry.args.filter((arg) => !isPlainObject(arg))),
+    };
+    for (const arg of entry.args) if (isPlainObject(arg)) addFields(line, arg);
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+  },
+};
+
+function addFields(line: Record<string, unknown>, fields: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(fields)) {
+    // time, level and msg keep their meaning whatever a caller names its fields.
+    if (Object.hasOwn(line, key)) continue;
+    // JSON.stringify turns an Error into {}.
+    line[key] = value instanceof Error ? value.message : value;
+  }
+}
+
+function levelName(level: number): string {
+  if (level <= LOG_LEVELS.error) return "error";
+  if (level <= LOG_LEVELS.warn) return "warn";
+  if (level <= LOG_LEVELS.info) return "info";
+  return "debug";
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}

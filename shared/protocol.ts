@@ -1,0 +1,80 @@
+// Encode and decode the one message type that crosses the tunnel: an Envelope per binary
+// WebSocket message. Every frame size limit lives here so both sides agree on it.
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import {
+  ControlMessageSchema,
+  type Envelope,
+  EnvelopeSchema,
+  type Header,
+  type TunnelClose_Reason,
+} from "./gen/tunnel_pb.ts";
+
+/** Body bytes carried by one TunnelData (or inline in a request/response head). */
+export const MAX_FRAME_PAYLOAD = 64 * 1024;
+
+/**
+ * Largest encoded Envelope either side accepts: one payload plus a head of up to 64 KiB of
+ * headers (the agent's response parser allows 64 KiB heads; Bun's ingress caps requests at 16 KiB).
+ */
+export const MAX_ENVELOPE_BYTES = MAX_FRAME_PAYLOAD + 64 * 1024 + 1024;
+
+/**
+ * Initial per-stream credit in each direction. 256 KiB keeps a single stream near line rate on
+ * loopback while bounding what one slow client can pin in memory.
+ */
+export const INITIAL_WINDOW = 256 * 1024;
+
+/** The peer broke the wire protocol; the connection that carried the frame is closed. */
+export class ProtocolError extends Error {
+  override name = "ProtocolError";
+}
+
+export type EnvelopeMessage = Envelope["message"];
+export type EnvelopeInit = MessageInitShape<typeof EnvelopeSchema>["message"];
+
+export type ControlInit = MessageInitShape<typeof ControlMessageSchema>["kind"];
+
+export function encodeEnvelope(message: EnvelopeInit): Uint8Array {
+  return toBinary(EnvelopeSchema, create(EnvelopeSchema, { message }));
+}
+
+export function encodeControl(kind: ControlInit): Uint8Array {
+  return encodeEnvelope({ case: "control", value: create(ControlMessageSchema, { kind }) });
+}
+
+/** Returns `increment` bytes of credit for one stream to the peer. */
+export function encodeWindowUpdate(streamId: number, increment: number): Uint8Array {
+  return encodeControl({ case: "windowUpdate", value: { streamId, increment } });
+}
+
+export function encodeData(streamId: number, payload: Uint8Array, endStream: boolean): Uint8Array {
+  return encodeEnvelope({ case: "data", value: { streamId, payload, endStream } });
+}
+
+export function encodeClose(streamId: number, reason: TunnelClose_Reason, message: string): Uint8Array {
+  return encodeEnvelope({ case: "close", value: { streamId, reason, message } });
+}
+
+/**
+ * Decodes one frame. `bytes` fields of the result are views into `frame`: copy them before the
+ * frame's buffer can be reused.
+ */
+export function decodeEnvelope(frame: Uint8Array): Exclude<EnvelopeMessage, { case: undefined }> {
+  if (frame.byteLength > MAX_ENVELOPE_BYTES) {
+    throw new ProtocolError(`frame of ${frame.byteLength} bytes exceeds ${MAX_ENVELOPE_BYTES}`);
+  }
+  let envelope: Envelope;
+  try {
+    envelope = fromBinary(EnvelopeSchema, frame);
+  } catch (error) {
+    throw new ProtocolError(`undecodable frame: ${(error as Error).message}`);
+  }
+  const message = envelope.message;
+  if (message.case === undefined) throw new ProtocolError("frame carries no known message");
+  return message;
+}
+
+/** Converts repeated protobuf headers into pairs, keeping order and repeats. */
+export function headerPairs(headers: Header[]): [string, string][] {
+  return headers.map((h) => [h.name, h.value]);
+}
