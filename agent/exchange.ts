@@ -1,0 +1,371 @@
+// One stream on the agent: the request written to a local connection as HTTP/1.1, the response
+// parsed and sent back to the gateway, both bodies under the peer's credit.
+
+import { ReceiveWindow, SendWindow } from "../shared/flow.ts";
+import { TunnelClose_Reason, type TunnelData, type TunnelRequest } from "../shared/gen/tunnel_pb.ts";
+import { endToEndHeaders } from "../shared/headers.ts";
+import {
+  encodeClose,
+  encodeData,
+  encodeEnvelope,
+  encodeWindowUpdate,
+  headerPairs,
+  INITIAL_WINDOW,
+  MAX_FRAME_PAYLOAD,
+} from "../shared/protocol.ts";
+import { Http1Error, type ResponseHead, ResponseParser, type ResponseSink } from "./http1.ts";
+import {
+  type LocalConnection,
+  type LocalConnectionOwner,
+  type LocalPool,
+  LocalUnreachableError,
+} from "./local-pool.ts";
+import { encodeChunk, encodeRequestHead, LAST_CHUNK, validateRequest } from "./request-head.ts";
+
+/** What an exchange needs from the tunnel connection that carries it. */
+export interface ExchangeCarrier {
+  send(frame: Uint8Array): boolean;
+  /** True while the WebSocket holds more unsent bytes than it should: data waits. */
+  readonly congested: boolean;
+  /** Calls `wake` once the connection is no longer congested. */
+  onWritable(wake: () => void): void;
+  forget(exchange: LocalExchange): void;
+}
+
+type Framing = { contentLength: number } | "chunked" | "none";
+
+export class LocalExchange implements LocalConnectionOwner, ResponseSink {
+  readonly streamId: number;
+  readonly #carrier: ExchangeCarrier;
+  readonly #pool: LocalPool;
+  readonly #request: TunnelRequest;
+  readonly #framing: Framing;
+  readonly #parser = new ResponseParser(this);
+  readonly #sendWindow: SendWindow;
+  readonly #requestWindow: ReceiveWindow;
+
+  #conn: LocalConnection | null = null;
+  /** Request bytes waiting for the local socket; `bodyBytes` counts the body part for credit. */
+  #writes: { bytes: Uint8Array; bodyBytes: number }[] = [];
+  #requestComplete: boolean;
+  #responseStarted = false;
+  #pendingHead: ResponseHead | null = null;
+  #inline: Uint8Array[] = [];
+  #inlineBytes = 0;
+  #outgoing: Uint8Array[] = [];
+  #responseEnded = false;
+  #reusable = false;
+  #paused = false;
+  #done = false;
+  #retried = false;
+
+  constructor(carrier: ExchangeCarrier, pool: LocalPool, request: TunnelRequest) {
+    this.#carrier = carrier;
+    this.#pool = pool;
+    this.#request = request;
+    this.streamId = request.streamId;
+    this.#sendWindow = new SendWindow(request.window);
+    this.#requestWindow = new ReceiveWindow(INITIAL_WINDOW, (increment) =>
+      carrier.send(encodeWindowUpdate(this.streamId, increment)),
+    );
+    this.#requestComplete = request.endStream;
+    this.#framing = framingFor(request);
+  }
+
+  /** Validates the request and starts writing it; never writes anything that failed validation. */
+  async start(): Promise<void> {
+    const headers = outgoingHeaders(this.#request);
+    const invalid = validateRequest(this.#request.method, this.#request.path, headers);
+    if (invalid !== null) return this.#answerBadRequest(invalid);
+    this.#queueRequestHead(headers);
+    await this.#connect();
+  }
+
+  /** A request-body frame from the gateway. */
+  onData(message: TunnelData): void {
+    if (this.#done) return;
+    const size = message.payload.byteLength;
+    if (!this.#requestWindow.receive(size)) {
+      return this.#abort(TunnelClose_Reason.PROTOCOL_ERROR, "request body beyond the granted window");
+    }
+    if (size > 0) {
+      if (this.#framing === "chunked") {
+        const [line, data, crlf] = encodeChunk(message.payload);
+        this.#write(line as Uint8Array, 0);
+        this.#write(data as Uint8Array, size);
+        this.#write(crlf as Uint8Array, 0);
+      } else {
+        this.#write(message.payload, size);
+      }
+    }
+    if (message.endStream) {
+      this.#requestComplete = true;
+      if (this.#framing === "chunked") this.#write(LAST_CHUNK, 0);
+    }
+  }
+
+  onWindowUpdate(increment: number): void {
+    this.#sendWindow.grant(increment);
+  }
+
+  /** The gateway ended the stream (client gone, timeout): drop the local exchange at once. */
+  cancel(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#sendWindow.close();
+    if (this.#conn) this.#pool.destroy(this.#conn);
+    this.#carrier.forget(this);
+  }
+
+  // --- local connection events -----------------------------------------------------------
+
+  data(bytes: Uint8Array): void {
+    this.#responseStarted = true;
+    try {
+      this.#parser.feed(bytes);
+    } catch (error) {
+      if (!(error instanceof Http1Error)) throw error;
+      return this.#abort(TunnelClose_Reason.LOCAL_ERROR, `invalid response: ${error.message}`);
+    }
+    this.#flushHead();
+    this.#pump();
+  }
+
+  drain(): void {
+    this.#flushWrites();
+  }
+
+  closed(error: Error | undefined): void {
+    const conn = this.#conn;
+    this.#conn = null;
+    if (this.#done) return;
+    if (!this.#responseStarted && conn?.reused && this.#canRetry()) {
+      // The server closed an idle keep-alive connection just as we reused it: nothing was
+      // processed, so the request goes out again on a fresh connection.
+      this.#retried = true;
+      this.#writes = [];
+      this.#queueRequestHead(outgoingHeaders(this.#request));
+      void this.#connect();
+      return;
+    }
+    try {
+      this.#parser.finish();
+    } catch (finishError) {
+      if (!(finishError instanceof Http1Error)) throw finishError;
+      const why = error?.message ?? finishError.message;
+      return this.#abort(TunnelClose_Reason.LOCAL_ERROR, `local service closed the connection: ${why}`);
+    }
+    this.#flushHead();
+    this.#pump();
+  }
+
+  // --- response parser events ------------------------------------------------------------
+
+  head(head: ResponseHead): void {
+    this.#pendingHead = head;
+  }
+
+  body(chunk: Uint8Array): void {
+    if (this.#pendingHead !== null && this.#inlineBytes + chunk.byteLength <= MAX_FRAME_PAYLOAD) {
+      this.#inline.push(chunk.slice());
+      this.#inlineBytes += chunk.byteLength;
+      return;
+    }
+    this.#flushHead();
+    if (this.#outgoing.length === 0) chunk = this.#sendNow(chunk);
+    if (chunk.byteLength > 0) this.#outgoing.push(chunk.slice());
+  }
+
+  end(reusable: boolean): void {
+    this.#responseEnded = true;
+    this.#reusable = reusable;
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  async #connect(): Promise<void> {
+    try {
+      this.#conn = await this.#pool.acquire(this);
+    } catch (error) {
+      const reason = error instanceof LocalUnreachableError ? error.message : String(error);
+      return this.#abort(TunnelClose_Reason.LOCAL_UNREACHABLE, reason);
+    }
+    if (this.#done) return this.#pool.destroy(this.#conn);
+    this.#parser.expect(this.#request.method);
+    this.#flushWrites();
+  }
+
+  #queueRequestHead(headers: [string, string][]): void {
+    const head = encodeRequestHead(this.#request.method, this.#request.path, headers, this.#framing);
+    this.#writes.push({ bytes: head, bodyBytes: 0 });
+    const body = this.#request.body;
+    if (body.byteLength > 0) {
+      if (this.#framing === "chunked") {
+        for (const part of encodeChunk(body)) this.#writes.push({ bytes: part, bodyBytes: 0 });
+      } else {
+        this.#writes.push({ bytes: body, bodyBytes: 0 });
+      }
+    }
+    if (this.#request.endStream && this.#framing === "chunked")
+      this.#writes.push({ bytes: LAST_CHUNK, bodyBytes: 0 });
+  }
+
+  #write(bytes: Uint8Array, bodyBytes: number): void {
+    this.#writes.push({ bytes, bodyBytes });
+    if (this.#writes.length === 1) this.#flushWrites();
+  }
+
+  // Bun's socket.write() may take only part of the buffer and keeps none of the rest: what is
+  // left waits here for `drain`. Credit for body bytes goes back only once they are written.
+  #flushWrites(): void {
+    const conn = this.#conn;
+    if (conn === null) return;
+    while (this.#writes.length > 0) {
+      const next = this.#writes[0] as { bytes: Uint8Array; bodyBytes: number };
+      const written = conn.socket.write(next.bytes);
+      if (written < next.bytes.byteLength) {
+        next.bytes = next.bytes.subarray(Math.max(written, 0));
+        return;
+      }
+      this.#writes.shift();
+      if (next.bodyBytes > 0) this.#requestWindow.handedOn(next.bodyBytes);
+    }
+  }
+
+  #flushHead(): void {
+    const head = this.#pendingHead;
+    if (head === null) return;
+    this.#pendingHead = null;
+    const body = concat(this.#inline, this.#inlineBytes);
+    this.#inline = [];
+    this.#sendWindow.spend(body.byteLength);
+    const endStream = this.#responseEnded && this.#outgoing.length === 0;
+    const response = {
+      streamId: this.streamId,
+      status: head.status,
+      headers: endToEndHeaders(head.headers).map(([name, value]) => ({ name, value })),
+      body,
+      endStream,
+      window: 0,
+    };
+    this.#carrier.send(encodeEnvelope({ case: "response", value: response }));
+    if (endStream) this.#complete(true);
+  }
+
+  /** Sends as much of `chunk` as credit and the connection allow; returns the rest. */
+  #sendNow(chunk: Uint8Array): Uint8Array {
+    while (chunk.byteLength > 0 && !this.#carrier.congested) {
+      const n = Math.min(chunk.byteLength, this.#sendWindow.available, MAX_FRAME_PAYLOAD);
+      if (n <= 0) break;
+      this.#sendWindow.spend(n);
+      this.#sendData(chunk.subarray(0, n), false);
+      chunk = chunk.subarray(n);
+    }
+    return chunk;
+  }
+
+  // Moves queued response bytes out; when credit or the connection runs dry, the local socket
+  // is paused so the service's bytes wait in the kernel, not in this process.
+  #pump(): void {
+    if (this.#done || this.#pendingHead !== null) return;
+    while (this.#outgoing.length > 0) {
+      const rest = this.#sendNow(this.#outgoing[0] as Uint8Array);
+      if (rest.byteLength > 0) {
+        this.#outgoing[0] = rest;
+        return this.#waitToPump();
+      }
+      this.#outgoing.shift();
+    }
+    if (this.#paused) {
+      this.#paused = false;
+      this.#conn?.socket.resume();
+    }
+    if (this.#responseEnded) {
+      this.#sendData(new Uint8Array(0), true);
+      this.#complete(this.#reusable);
+    }
+  }
+
+  #waitToPump(): void {
+    if (!this.#paused) {
+      this.#paused = true;
+      this.#conn?.socket.pause();
+    }
+    if (this.#carrier.congested) this.#carrier.onWritable(() => this.#pump());
+    else this.#sendWindow.onOpen(() => this.#pump());
+  }
+
+  #sendData(payload: Uint8Array, endStream: boolean): void {
+    this.#carrier.send(encodeData(this.streamId, payload, endStream));
+  }
+
+  #complete(reusable: boolean): void {
+    if (this.#done) return;
+    this.#done = true;
+    const conn = this.#conn;
+    this.#conn = null;
+    if (conn) {
+      if (reusable && this.#requestComplete && this.#writes.length === 0) this.#pool.release(conn);
+      else this.#pool.destroy(conn);
+    }
+    this.#carrier.forget(this);
+  }
+
+  #abort(reason: TunnelClose_Reason, message: string): void {
+    if (this.#done) return;
+    this.#carrier.send(encodeClose(this.streamId, reason, message));
+    this.cancel();
+  }
+
+  #answerBadRequest(why: string): void {
+    const body = new TextEncoder().encode(`400 bad request: ${why}\n`);
+    this.#carrier.send(
+      encodeEnvelope({
+        case: "response",
+        value: {
+          streamId: this.streamId,
+          status: 400,
+          headers: [
+            { name: "content-type", value: "text/plain; charset=utf-8" },
+            { name: "x-tunnel-error", value: "bad_request" },
+          ],
+          body,
+          endStream: true,
+        },
+      }),
+    );
+    this.cancel();
+  }
+
+  #canRetry(): boolean {
+    return !this.#retried && this.#request.endStream;
+  }
+}
+
+const FRAMING_HEADERS = new Set(["content-length", "transfer-encoding"]);
+
+/** The client's end-to-end headers minus framing, which the agent sets for the local hop. */
+function outgoingHeaders(request: TunnelRequest): [string, string][] {
+  return endToEndHeaders(headerPairs(request.headers)).filter(([name]) => !FRAMING_HEADERS.has(name));
+}
+
+function framingFor(request: TunnelRequest): Framing {
+  const declared = request.headers.find((h) => h.name === "content-length")?.value;
+  if (request.endStream) {
+    const length = request.body.byteLength;
+    return length > 0 || declared !== undefined ? { contentLength: length } : "none";
+  }
+  if (declared !== undefined && /^\d+$/.test(declared)) return { contentLength: Number(declared) };
+  return "chunked";
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}

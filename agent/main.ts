@@ -1,0 +1,64 @@
+// agent-tunnel: the command line only. Everything it runs starts in client.ts, which also owns
+// SIGINT/SIGTERM (finish in-flight streams, then return the exit code).
+import { type ArgsDef, defineCommand } from "citty";
+import { exitOnStartupError, flagValues, loggingArgs, rejectUnknownFlags, runBinary } from "../shared/cli.ts";
+import { configureLogging, log } from "../shared/log.ts";
+import { loadAgentConfig } from "./config.ts";
+
+const connectArgs = {
+  gateway: {
+    type: "string",
+    valueHint: "url",
+    description:
+      "ws://HOST:PORT or wss://…, several comma-separated (INDRANET_GATEWAY; port 8080 if omitted)",
+  },
+  token: { type: "string", valueHint: "token", description: "public credential id (INDRANET_TOKEN)" },
+  secret: {
+    type: "string",
+    valueHint: "secret",
+    description: "shared secret; visible in ps, prefer INDRANET_SECRET or --secret-file",
+  },
+  "secret-file": {
+    type: "string",
+    valueHint: "file",
+    description: "file holding the secret (INDRANET_SECRET_FILE)",
+  },
+  id: {
+    type: "string",
+    valueHint: "id",
+    description: "agent id, a DNS label such as pi-kitchen (INDRANET_AGENT_ID)",
+  },
+  to: {
+    type: "string",
+    valueHint: "addr",
+    description: "local service: PORT, HOST:PORT or http://HOST:PORT (INDRANET_TO; default 127.0.0.1:80)",
+  },
+  ca: {
+    type: "string",
+    valueHint: "file",
+    description: "PEM CA certificate to trust for wss:// (INDRANET_CA)",
+  },
+  ...loggingArgs,
+} satisfies ArgsDef;
+
+const connect = defineCommand({
+  meta: { name: "connect", description: "Connect to a gateway and serve a local HTTP service through it" },
+  args: connectArgs,
+  async run({ args, rawArgs }) {
+    let code: number;
+    try {
+      rejectUnknownFlags(rawArgs, connectArgs);
+      const config = loadAgentConfig(flagValues(args, connectArgs), process.env);
+      configureLogging(config.logLevel, config.logFormat);
+      for (const warning of config.warnings) log.warn(warning);
+      // Loaded here so that --help, --version and usage errors never depend on the client's code.
+      const { runAgent } = await import("./client.ts");
+      code = await runAgent(config);
+    } catch (error) {
+      exitOnStartupError(error);
+    }
+    process.exit(code);
+  },
+});
+
+await runBinary("agent-tunnel", "indraNet Ingress-Tunnel agent", { connect });

@@ -1,0 +1,155 @@
+// One authenticated WebSocket to the gateway: it dispatches frames to the exchanges it carries,
+// keeps the heartbeat, and watches the socket's buffered bytes (the client WebSocket has no drain
+// event).
+import type { ControlMessage } from "../shared/gen/tunnel_pb.ts";
+import { log } from "../shared/log.ts";
+import { type ControlInit, decodeEnvelope, encodeControl, ProtocolError } from "../shared/protocol.ts";
+import { type ExchangeCarrier, LocalExchange } from "./exchange.ts";
+import type { LocalPool } from "./local-pool.ts";
+
+/** Above this many unsent bytes, data frames wait (control frames never do). */
+const HIGH_WATER_BYTES = 1024 * 1024;
+
+/** How often a congested connection re-checks `bufferedAmount`. */
+const CONGESTION_POLL_MS = 2;
+
+/** A gateway silent for this many heartbeat intervals is considered gone (DESIGN §5). */
+const MISSED_HEARTBEATS = 3;
+
+export class TunnelConnection implements ExchangeCarrier {
+  readonly exchanges = new Map<number, LocalExchange>();
+  readonly #ws: WebSocket;
+  readonly #pool: LocalPool;
+  #writableWaiters: (() => void)[] = [];
+  #pollTimer: Timer | undefined;
+  #heartbeat: Timer | undefined;
+  #lastSeen = Date.now();
+  #pingSeq = 0;
+  #goingAway = false;
+  #onIdleAfterGoAway: (() => void) | null = null;
+
+  constructor(ws: WebSocket, pool: LocalPool) {
+    this.#ws = ws;
+    this.#pool = pool;
+  }
+
+  get congested(): boolean {
+    return this.#ws.bufferedAmount > HIGH_WATER_BYTES;
+  }
+
+  get goingAway(): boolean {
+    return this.#goingAway;
+  }
+
+  startHeartbeat(intervalMs: number): void {
+    this.#heartbeat = setInterval(() => {
+      const silence = Date.now() - this.#lastSeen;
+      if (silence > intervalMs * MISSED_HEARTBEATS) {
+        log.warn(`gateway silent for ${Math.round(silence / 1000)} s, reconnecting`);
+        this.#ws.terminate();
+        return;
+      }
+      this.#sendControl({ case: "ping", value: { seq: ++this.#pingSeq } });
+    }, intervalMs);
+  }
+
+  send(frame: Uint8Array): boolean {
+    if (this.#ws.readyState !== WebSocket.OPEN) return false;
+    this.#ws.send(frame);
+    return true;
+  }
+
+  onWritable(wake: () => void): void {
+    this.#writableWaiters.push(wake);
+    this.#pollTimer ??= setInterval(() => this.#checkWritable(), CONGESTION_POLL_MS);
+  }
+
+  forget(exchange: LocalExchange): void {
+    this.exchanges.delete(exchange.streamId);
+    if (this.exchanges.size === 0) this.#onIdleAfterGoAway?.();
+  }
+
+  receive(frame: Uint8Array): void {
+    this.#lastSeen = Date.now();
+    try {
+      this.#dispatch(decodeEnvelope(frame));
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      log.error(`protocol error from the gateway, reconnecting: ${error.message}`);
+      this.#ws.close(1002, error.message.slice(0, 120));
+    }
+  }
+
+  /** Resolves once no exchange is left (for a graceful stop or a GOAWAY). */
+  whenIdle(): Promise<void> {
+    if (this.exchanges.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#onIdleAfterGoAway = resolve;
+    });
+  }
+
+  /** The socket closed: every exchange still running is dropped. */
+  dispose(): void {
+    clearInterval(this.#heartbeat);
+    clearInterval(this.#pollTimer);
+    for (const exchange of [...this.exchanges.values()]) exchange.cancel();
+    this.#wakeWritable();
+  }
+
+  #dispatch(message: ReturnType<typeof decodeEnvelope>): void {
+    switch (message.case) {
+      case "request": {
+        const exchange = new LocalExchange(this, this.#pool, message.value);
+        this.exchanges.set(exchange.streamId, exchange);
+        void exchange.start();
+        return;
+      }
+      case "data":
+        this.exchanges.get(message.value.streamId)?.onData(message.value);
+        return;
+      case "close":
+        this.exchanges.get(message.value.streamId)?.cancel();
+        return;
+      case "control":
+        return this.#onControl(message.value);
+      default:
+        throw new ProtocolError(`unexpected ${message.case} from the gateway`);
+    }
+  }
+
+  #onControl(control: ControlMessage): void {
+    const kind = control.kind;
+    switch (kind.case) {
+      case "ping":
+        return this.#sendControl({ case: "pong", value: { seq: kind.value.seq } });
+      case "pong":
+        return;
+      case "windowUpdate":
+        this.exchanges.get(kind.value.streamId)?.onWindowUpdate(kind.value.increment);
+        return;
+      case "goAway":
+        log.info(`gateway is going away: ${kind.value.message}`);
+        this.#goingAway = true;
+        return;
+      default:
+        throw new ProtocolError(`unexpected control ${kind.case ?? "message"} from the gateway`);
+    }
+  }
+
+  #sendControl(kind: ControlInit): void {
+    this.send(encodeControl(kind));
+  }
+
+  #checkWritable(): void {
+    if (this.congested && this.#ws.readyState === WebSocket.OPEN) return;
+    this.#wakeWritable();
+  }
+
+  #wakeWritable(): void {
+    clearInterval(this.#pollTimer);
+    this.#pollTimer = undefined;
+    const waiters = this.#writableWaiters;
+    this.#writableWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}
