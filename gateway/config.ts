@@ -1,0 +1,326 @@
+// The gateway's settings, validated once at start-up. Each comes from, in order of precedence, a
+// flag, an INDRANET_* variable, the TOML file (--config) or a default.
+import { randomBytes } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { isValidAgentId } from "../shared/auth.ts";
+import {
+  type Env,
+  exposedFileWarning,
+  type Flags,
+  fsReason,
+  integerKind,
+  type Kind,
+  logFormatKind,
+  logLevelKind,
+  parseSetting,
+  pick,
+  readSecretFile,
+  secretProblem,
+  textKind,
+} from "../shared/config.ts";
+import { UsageError } from "../shared/errors.ts";
+import type { LogFormat } from "../shared/log.ts";
+import type { TokenEntry } from "./authenticate.ts";
+
+export type { TokenEntry };
+
+export interface GatewayConfig {
+  /** Requests for `<agent-id>.<domain>` go to that agent; lowercase. */
+  domain: string;
+  bind: string;
+  /** 0 picks a free port (tests). */
+  httpPort: number;
+  wsPort: number;
+  requestTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  maxStreamsPerAgent: number;
+  /** `UNLIMITED_BODY` when no limit is configured (`max_request_body = 0`, the default). */
+  maxRequestBodyBytes: number;
+  tokens: TokenEntry[];
+  dev: boolean;
+  configPath?: string;
+  logLevel: string;
+  logFormat: LogFormat;
+  /** Problems worth telling the operator that do not stop the gateway. */
+  warnings: string[];
+  /** Set when --dev generated the only token, so the CLI can print the matching agent command. */
+  devCredentials?: { token: string; secret: string };
+}
+
+/** Request bodies of any size are streamed through; 0 in the config asks for this. */
+export const UNLIMITED_BODY = Number.MAX_SAFE_INTEGER;
+
+// setTimeout fires at once for delays above 2^31-1 ms, so a longer timeout would mean none at all.
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+const port = integerKind("a port from 0 to 65535", 0, 65535);
+
+const seconds: Kind<number> = {
+  expected: `a number of seconds above 0 and at most ${MAX_TIMER_SECONDS}`,
+  fromText: (text) => (/^\d+(\.\d+)?$/.test(text) ? secondsToMs(Number(text)) : undefined),
+  fromFile: (value) => (typeof value === "number" ? secondsToMs(value) : undefined),
+};
+
+function secondsToMs(value: number): number | undefined {
+  const ms = Math.round(value * 1000);
+  return ms >= 1 && value <= MAX_TIMER_SECONDS ? ms : undefined;
+}
+
+const streamCount = integerKind("a whole number of at least 1", 1, Number.MAX_SAFE_INTEGER);
+
+const bodyLimit = mapKind(
+  integerKind("a number of bytes (0 for no limit)", 0, Number.MAX_SAFE_INTEGER),
+  (n) => (n === 0 ? UNLIMITED_BODY : n),
+);
+
+const dnsName = textKind("a DNS name such as tunnel.example.com", (text) => {
+  const name = text.toLowerCase();
+  // Each label of a host name obeys the same rule as an agent id.
+  return name.length <= 253 && name.split(".").every(isValidAgentId) ? name : undefined;
+});
+
+const address = textKind("a listen address such as 0.0.0.0 or ::", (text) =>
+  text !== "" && !/\s/.test(text) ? text : undefined,
+);
+
+type Scalars = Omit<GatewayConfig, "tokens" | "dev" | "configPath" | "warnings" | "devCredentials">;
+
+interface Field<T> {
+  flag: string;
+  env: string;
+  /** The key in the TOML file. */
+  key: string;
+  kind: Kind<T>;
+  fallback: T;
+}
+
+const FIELDS: { [K in keyof Scalars]: Field<Scalars[K]> } = {
+  domain: { flag: "domain", env: "INDRANET_DOMAIN", key: "domain", kind: dnsName, fallback: "localhost" },
+  bind: { flag: "bind", env: "INDRANET_BIND", key: "bind", kind: address, fallback: "0.0.0.0" },
+  httpPort: { flag: "http-port", env: "INDRANET_HTTP_PORT", key: "http_port", kind: port, fallback: 8082 },
+  wsPort: { flag: "ws-port", env: "INDRANET_WS_PORT", key: "ws_port", kind: port, fallback: 8080 },
+  requestTimeoutMs: {
+    flag: "request-timeout",
+    env: "INDRANET_REQUEST_TIMEOUT",
+    key: "request_timeout",
+    kind: seconds,
+    fallback: 10_000,
+  },
+  heartbeatIntervalMs: {
+    flag: "heartbeat",
+    env: "INDRANET_HEARTBEAT",
+    key: "heartbeat_interval",
+    kind: seconds,
+    fallback: 15_000,
+  },
+  maxStreamsPerAgent: {
+    flag: "max-streams",
+    env: "INDRANET_MAX_STREAMS",
+    key: "max_streams_per_agent",
+    kind: streamCount,
+    fallback: 1024,
+  },
+  maxRequestBodyBytes: {
+    flag: "max-body",
+    env: "INDRANET_MAX_BODY",
+    key: "max_request_body",
+    kind: bodyLimit,
+    fallback: UNLIMITED_BODY,
+  },
+  logLevel: {
+    flag: "log-level",
+    env: "INDRANET_LOG_LEVEL",
+    key: "log_level",
+    kind: logLevelKind,
+    fallback: "info",
+  },
+  logFormat: {
+    flag: "log-format",
+    env: "INDRANET_LOG_FORMAT",
+    key: "log_format",
+    kind: logFormatKind,
+    fallback: "text",
+  },
+};
+
+const FIELD_ENTRIES = Object.entries(FIELDS) as [keyof Scalars, Field<unknown>][];
+const FILE_KEYS = [...FIELD_ENTRIES.map(([, field]) => field.key), "tokens"];
+const TOKEN_KEYS = ["token", "secret", "secret_file", "agents"];
+
+// Agent ids are DNS labels; a pattern may add `*` for any run of label characters.
+const AGENT_PATTERN = /^[a-z0-9*-]{1,63}$/;
+
+export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
+  const configFile = pick(flags, env, "config", "INDRANET_CONFIG");
+  const file = configFile ? parseConfigFile(configFile.text) : {};
+  const config: GatewayConfig = {
+    ...resolveScalars(flags, env, file),
+    tokens: file.tokens ?? [],
+    dev: flags.dev === true,
+    warnings: file.warnings ?? [],
+    ...(configFile ? { configPath: configFile.text } : {}),
+  };
+  if (config.tokens.length > 0) return config;
+  if (!config.dev)
+    throw new UsageError("no tokens configured: pass --config FILE with [[tokens]] or use --dev");
+  const dev = devToken();
+  return { ...config, tokens: [dev], devCredentials: { token: dev.token, secret: dev.secret } };
+}
+
+function resolveScalars(flags: Flags, env: Env, file: Partial<GatewayConfig>): Scalars {
+  const values: Record<string, unknown> = {};
+  for (const [prop, field] of FIELD_ENTRIES) {
+    const setting = pick(flags, env, field.flag, field.env);
+    values[prop] = setting ? parseSetting(field.kind, setting) : (file[prop] ?? field.fallback);
+  }
+  return values as Scalars;
+}
+
+/** A throwaway credential for trying the gateway out; it may register any agent id. */
+function devToken(): TokenEntry {
+  return {
+    token: `dev-${randomBytes(4).toString("hex")}`,
+    secret: randomBytes(32).toString("hex"),
+    agents: ["*"],
+  };
+}
+
+/** Reads and checks the TOML file; every error names the file and the key. */
+export function parseConfigFile(path: string): Partial<GatewayConfig> {
+  const { table, mode } = readToml(path);
+  const config: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(table)) {
+    if (key === "tokens") {
+      Object.assign(config, readTokens(path, value, mode));
+      continue;
+    }
+    const entry = FIELD_ENTRIES.find(([, field]) => field.key === key);
+    if (!entry) throw new UsageError(`${path}: unknown key '${key}' (known: ${FILE_KEYS.join(", ")})`);
+    const [prop, field] = entry;
+    const parsed = field.kind.fromFile(value);
+    if (parsed === undefined) throw new UsageError(`${path}: ${key} must be ${field.kind.expected}`);
+    config[prop] = parsed;
+  }
+  return config as Partial<GatewayConfig>;
+}
+
+function readToml(path: string): { table: Record<string, unknown>; mode: number } {
+  let text: string;
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(`cannot read config file ${path}: ${fsReason(error)}`);
+  }
+  try {
+    return { table: Bun.TOML.parse(text) as Record<string, unknown>, mode };
+  } catch (error) {
+    throw new UsageError(`${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+function readTokens(
+  path: string,
+  value: unknown,
+  mode: number,
+): { tokens: TokenEntry[]; warnings: string[] } {
+  if (!Array.isArray(value) || !value.every(isTable)) {
+    throw new UsageError(`${path}: tokens must be an array of tables, written [[tokens]]`);
+  }
+  const warnings: string[] = [];
+  const inline = value.some((table) => table.secret !== undefined);
+  const exposed = inline ? exposedFileWarning(path, mode, "the config file holds secrets") : undefined;
+  if (exposed) warnings.push(exposed);
+  const firstUse = new Map<string, number>();
+  const tokens = value.map((table, i) => {
+    const where = `${path}: tokens[${i}]`;
+    const entry = readToken(where, table, dirname(path), warnings);
+    const earlier = firstUse.get(entry.token);
+    if (earlier !== undefined) {
+      throw new UsageError(`${where}.token repeats tokens[${earlier}].token: each token must be unique`);
+    }
+    firstUse.set(entry.token, i);
+    return entry;
+  });
+  return { tokens, warnings };
+}
+
+function readToken(
+  where: string,
+  table: Record<string, unknown>,
+  baseDir: string,
+  warnings: string[],
+): TokenEntry {
+  const unknown = Object.keys(table).find((key) => !TOKEN_KEYS.includes(key));
+  if (unknown) throw new UsageError(`${where}: unknown key '${unknown}' (known: ${TOKEN_KEYS.join(", ")})`);
+  const { token } = table;
+  if (typeof token !== "string" || token === "") {
+    throw new UsageError(`${where}.token must be a non-empty string`);
+  }
+  return {
+    token,
+    secret: readTokenSecret(where, table, baseDir, warnings),
+    agents: readAgentPatterns(where, table.agents),
+  };
+}
+
+/** Exactly one of `secret` and `secret_file`; a relative file is found next to the config file. */
+function readTokenSecret(
+  where: string,
+  table: Record<string, unknown>,
+  baseDir: string,
+  warnings: string[],
+): string {
+  const { secret, secret_file: file } = table;
+  if (secret !== undefined && file !== undefined) {
+    throw new UsageError(`${where} has both secret and secret_file: keep one`);
+  }
+  if (secret !== undefined) {
+    if (typeof secret !== "string") throw new UsageError(`${where}.secret must be a string`);
+    const problem = secretProblem(secret);
+    if (problem) throw new UsageError(`${where}.secret ${problem}`);
+    return secret;
+  }
+  if (file === undefined) throw new UsageError(`${where} has no secret: set secret or secret_file`);
+  if (typeof file !== "string" || file === "")
+    throw new UsageError(`${where}.secret_file must be a file path`);
+  const read = readSecretFile(resolve(baseDir, file), `${where}.secret_file`);
+  if (read.warning) warnings.push(read.warning);
+  return read.secret;
+}
+
+function readAgentPatterns(where: string, agents: unknown): string[] {
+  if (agents === undefined) {
+    throw new UsageError(
+      `${where}.agents is missing: list the agent ids this token may register, e.g. ["pi-*"]`,
+    );
+  }
+  if (!Array.isArray(agents) || !agents.every((a) => typeof a === "string")) {
+    throw new UsageError(`${where}.agents must be an array of strings`);
+  }
+  if (agents.length === 0) throw new UsageError(`${where}.agents must list at least one agent id or pattern`);
+  agents.forEach((pattern, i) => {
+    if (!AGENT_PATTERN.test(pattern)) {
+      throw new UsageError(
+        `${where}.agents[${i}] '${pattern}' is not an agent id or pattern ` +
+          "(lowercase a-z, 0-9, '-' and '*', at most 63 characters)",
+      );
+    }
+  });
+  return agents;
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+function mapKind<T, U>(kind: Kind<T>, map: (value: T) => U): Kind<U> {
+  const apply = (value: T | undefined) => (value === undefined ? undefined : map(value));
+  return {
+    expected: kind.expected,
+    fromText: (text) => apply(kind.fromText(text)),
+    fromFile: (value) => apply(kind.fromFile(value)),
+  };
+}

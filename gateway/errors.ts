@@ -1,0 +1,48 @@
+// Every answer the gateway gives on its own behalf: one code, one status, one short text.
+// The code also travels in the X-Tunnel-Error header so clients can tell the tunnel's errors
+// from the service's own.
+
+const ANSWERS = {
+  unknown_host: [404, "no tunnel is configured for this host"],
+  agent_not_connected: [404, "no agent is connected for this host"],
+  bad_request: [400, "the request was refused by the agent as malformed"],
+  payload_too_large: [413, "the request body exceeds the gateway's limit"],
+  agent_disconnected: [502, "the agent disconnected before the response completed"],
+  local_unreachable: [502, "the agent could not reach its local service"],
+  local_error: [502, "the local service closed the connection or sent an invalid response"],
+  agent_error: [502, "the agent broke the tunnel protocol"],
+  timeout: [504, "the local service did not answer in time"],
+  local_timeout: [504, "the agent timed out waiting for its local service"],
+  too_many_streams: [503, "the agent is handling too many requests; retry shortly"],
+  agent_shutting_down: [503, "the agent is shutting down; retry shortly"],
+  gateway_shutting_down: [503, "the gateway is shutting down; retry shortly"],
+} as const satisfies Record<string, readonly [number, string]>;
+
+export type IngressErrorCode = keyof typeof ANSWERS;
+
+export class IngressError extends Error {
+  override name = "IngressError";
+  readonly code: IngressErrorCode;
+  readonly status: number;
+
+  constructor(code: IngressErrorCode, detail?: string) {
+    const [status, text] = ANSWERS[code];
+    super(detail ? `${text}: ${detail}` : text);
+    this.code = code;
+    this.status = status;
+  }
+
+  toResponse(requestId?: string): Response {
+    const headers: Record<string, string> = {
+      "content-type": "text/plain; charset=utf-8",
+      "x-tunnel-error": this.code,
+    };
+    if (requestId) headers["x-request-id"] = requestId;
+    if (this.status === 503) headers["retry-after"] = "1";
+    return new Response(`${this.status} ${this.message}\n`, { status: this.status, headers });
+  }
+}
+
+export function ingressError(code: IngressErrorCode, detail?: string): IngressError {
+  return new IngressError(code, detail);
+}

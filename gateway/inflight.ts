@@ -1,0 +1,255 @@
+// One HTTP exchange in flight on the gateway: the request body going to the agent under the
+// agent's credit, and the response coming back as a Response whose body is pulled by the client.
+
+import { ReceiveWindow, SendWindow } from "../shared/flow.ts";
+import {
+  type TunnelClose,
+  TunnelClose_Reason,
+  type TunnelData,
+  type TunnelResponse,
+} from "../shared/gen/tunnel_pb.ts";
+import { encodeClose, encodeData, encodeWindowUpdate, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
+import { type IngressError, ingressError } from "./errors.ts";
+
+/** What a stream needs from the agent connection that carries it. */
+export interface StreamCarrier {
+  /** Sends one encoded Envelope; false when the connection is gone. */
+  send(frame: Uint8Array): boolean;
+  /** Resolves when the connection accepts more data frames (WebSocket backpressure). */
+  whenWritable(): Promise<void>;
+  /** Called once when the stream is finished, however it ended. */
+  forget(stream: GatewayStream): void;
+}
+
+export interface StreamInit {
+  streamId: number;
+  requestId: string;
+  /** Credit the agent grants for request-body bytes before its first window update. */
+  sendWindow: number;
+  /** Credit this side grants for response-body bytes. */
+  receiveWindow: number;
+  headTimeoutMs: number;
+}
+
+const CLOSE_STATUS: Record<number, IngressError["code"]> = {
+  [TunnelClose_Reason.LOCAL_UNREACHABLE]: "local_unreachable",
+  [TunnelClose_Reason.LOCAL_ERROR]: "local_error",
+  [TunnelClose_Reason.BAD_REQUEST]: "bad_request",
+  [TunnelClose_Reason.TIMEOUT]: "local_timeout",
+  [TunnelClose_Reason.SHUTTING_DOWN]: "agent_shutting_down",
+};
+
+export class GatewayStream {
+  readonly streamId: number;
+  readonly requestId: string;
+  readonly startedAt = performance.now();
+  readonly sendWindow: SendWindow;
+  readonly receiveWindow: ReceiveWindow;
+  /** Response-body bytes delivered to the client, for the access log. */
+  bytesOut = 0;
+  status = 0;
+
+  readonly #carrier: StreamCarrier;
+  readonly #head = Promise.withResolvers<Response>();
+  #headTimer: Timer | undefined;
+  #chunks: Uint8Array[] = [];
+  #ended = false;
+  #failure: Error | null = null;
+  #wakePull: (() => void) | null = null;
+  #finished = false;
+
+  constructor(carrier: StreamCarrier, init: StreamInit) {
+    this.#carrier = carrier;
+    this.streamId = init.streamId;
+    this.requestId = init.requestId;
+    this.sendWindow = new SendWindow(init.sendWindow);
+    this.receiveWindow = new ReceiveWindow(init.receiveWindow, (increment) =>
+      this.#carrier.send(encodeWindowUpdate(this.streamId, increment)),
+    );
+    this.#headTimer = setTimeout(() => this.#timeout(), init.headTimeoutMs);
+  }
+
+  /** Resolves with the client's Response: the agent's, or an error answer from the gateway. */
+  get response(): Promise<Response> {
+    return this.#head.promise;
+  }
+
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  onResponse(message: TunnelResponse): void {
+    clearTimeout(this.#headTimer);
+    if (this.status !== 0) return this.#protocolViolation("second response head");
+    this.status = message.status;
+    if (message.window > 0) this.sendWindow.grant(message.window);
+    const headers = new Headers();
+    for (const h of message.headers) headers.append(h.name, h.value);
+    headers.set("x-request-id", this.requestId);
+    if (message.endStream) {
+      this.bytesOut = message.body.byteLength;
+      this.#head.resolve(
+        new Response(nullBodyStatus(message.status) ? null : message.body, {
+          status: message.status,
+          headers,
+        }),
+      );
+      return this.#finish();
+    }
+    if (message.body.byteLength > 0) this.#accept(message.body);
+    this.#head.resolve(new Response(this.#bodyStream(), { status: message.status, headers }));
+  }
+
+  onData(message: TunnelData): void {
+    if (this.status === 0) return this.#protocolViolation("data before the response head");
+    if (message.payload.byteLength > 0) this.#accept(message.payload);
+    if (message.endStream) {
+      this.#ended = true;
+      this.#wake();
+    }
+  }
+
+  onClose(message: TunnelClose): void {
+    const code = CLOSE_STATUS[message.reason] ?? "agent_error";
+    this.fail(ingressError(code, message.message));
+  }
+
+  /** Ends the stream with an error: an error answer before the head, a broken body after it. */
+  fail(error: IngressError): void {
+    if (this.#finished) return;
+    clearTimeout(this.#headTimer);
+    this.sendWindow.close();
+    if (this.status === 0) {
+      this.status = error.status;
+      this.#head.resolve(error.toResponse(this.requestId));
+      return this.#finish();
+    }
+    this.#failure = error;
+    this.#wake();
+  }
+
+  /** The client went away: tell the agent to drop the local exchange. */
+  cancel(): void {
+    if (this.#finished) return;
+    this.#sendClose(TunnelClose_Reason.CANCELLED, "client went away");
+    this.#failure ??= new Error("client went away");
+    this.sendWindow.close();
+    this.#finish();
+  }
+
+  /** Streams the client's request body to the agent, never ahead of the agent's credit. */
+  async pumpRequestBody(body: ReadableStream<Uint8Array>): Promise<void> {
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        await this.sendWindow.whenOpen();
+        if (this.#finished) break;
+        const { value, done } = await reader.read();
+        if (done) {
+          this.#sendData(new Uint8Array(0), true);
+          return;
+        }
+        if (!(await this.#sendUnderCredit(value))) break;
+      }
+      await reader.cancel();
+    } catch {
+      // The client aborted its upload: the exchange cannot complete.
+      this.cancel();
+    }
+  }
+
+  async #sendUnderCredit(bytes: Uint8Array): Promise<boolean> {
+    let offset = 0;
+    while (offset < bytes.byteLength) {
+      await this.sendWindow.whenOpen();
+      await this.#carrier.whenWritable();
+      const credit = this.sendWindow.available;
+      if (credit <= 0 || this.#finished) return false;
+      const n = Math.min(bytes.byteLength - offset, credit, MAX_FRAME_PAYLOAD);
+      this.sendWindow.spend(n);
+      this.#sendData(bytes.subarray(offset, offset + n), false);
+      offset += n;
+    }
+    return true;
+  }
+
+  #sendData(payload: Uint8Array, endStream: boolean): void {
+    this.#carrier.send(encodeData(this.streamId, payload, endStream));
+  }
+
+  #accept(payload: Uint8Array): void {
+    if (!this.receiveWindow.receive(payload.byteLength)) {
+      return this.#protocolViolation("response body beyond the granted window");
+    }
+    this.#chunks.push(payload);
+    this.#wake();
+  }
+
+  #bodyStream(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>(
+      {
+        type: "bytes",
+        pull: (controller) => this.#pull(controller),
+        cancel: () => this.cancel(),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  // Credit goes back only when the client's connection pulls: a slow client stalls its own
+  // stream at one window and nothing more.
+  async #pull(controller: ReadableByteStreamController): Promise<void> {
+    while (this.#chunks.length === 0 && !this.#ended && this.#failure === null) {
+      await new Promise<void>((resolve) => {
+        this.#wakePull = resolve;
+      });
+    }
+    const chunk = this.#chunks.shift();
+    if (chunk !== undefined) {
+      // enqueue() transfers the chunk's buffer, leaving `chunk` detached: size it first.
+      const size = chunk.byteLength;
+      controller.enqueue(chunk as Uint8Array<ArrayBuffer>);
+      this.bytesOut += size;
+      this.receiveWindow.handedOn(size);
+      return;
+    }
+    if (this.#failure !== null) {
+      controller.error(this.#failure);
+      return this.#finish();
+    }
+    controller.close();
+    this.#finish();
+  }
+
+  #wake(): void {
+    const wake = this.#wakePull;
+    this.#wakePull = null;
+    wake?.();
+  }
+
+  #timeout(): void {
+    this.#sendClose(TunnelClose_Reason.TIMEOUT, "no response headers in time");
+    this.fail(ingressError("timeout"));
+  }
+
+  #protocolViolation(what: string): void {
+    this.#sendClose(TunnelClose_Reason.PROTOCOL_ERROR, what);
+    this.fail(ingressError("agent_error", what));
+  }
+
+  #sendClose(reason: TunnelClose_Reason, message: string): void {
+    this.#carrier.send(encodeClose(this.streamId, reason, message));
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    clearTimeout(this.#headTimer);
+    this.#chunks = [];
+    this.#carrier.forget(this);
+  }
+}
+
+function nullBodyStatus(status: number): boolean {
+  return status === 204 || status === 304 || (status >= 100 && status < 200);
+}

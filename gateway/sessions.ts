@@ -1,0 +1,79 @@
+// Which agent sessions are connected under which id, and which one takes the next request.
+import { log } from "../shared/log.ts";
+import type { AgentSession } from "./session.ts";
+
+/** How long an older session has to answer a ping once a newer one claims its id. */
+export const PROBE_TIMEOUT_MS = 2_000;
+
+export class SessionRegistry {
+  readonly #byId = new Map<string, AgentSession[]>();
+  #roundRobin = 0;
+
+  /** Newest last. */
+  sessionsFor(agentId: string): readonly AgentSession[] {
+    return this.#byId.get(agentId) ?? [];
+  }
+
+  all(): AgentSession[] {
+    return [...this.#byId.values()].flat();
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const list of this.#byId.values()) n += list.length;
+    return n;
+  }
+
+  /** The token that holds an id, so a second token cannot take it over. */
+  holderToken(agentId: string): string | undefined {
+    return this.#byId.get(agentId)?.[0]?.info.token;
+  }
+
+  // A reconnecting agent must never be shadowed by its own stale session: older sessions for
+  // the id are pinged at once and dropped by `expireProbes` unless they answer.
+  add(session: AgentSession): void {
+    const list = this.#byId.get(session.info.agentId) ?? [];
+    const deadline = Date.now() + PROBE_TIMEOUT_MS;
+    for (const older of list) {
+      older.probeDeadline = deadline;
+      older.ping();
+    }
+    list.push(session);
+    this.#byId.set(session.info.agentId, list);
+  }
+
+  remove(session: AgentSession): void {
+    const list = this.#byId.get(session.info.agentId);
+    if (!list) return;
+    const rest = list.filter((s) => s !== session);
+    if (rest.length === 0) this.#byId.delete(session.info.agentId);
+    else this.#byId.set(session.info.agentId, rest);
+  }
+
+  /**
+   * The session for the next request: sessions under probation are skipped; the others take
+   * turns, so several connections for one id share the load.
+   */
+  pick(agentId: string): AgentSession | undefined {
+    const list = this.#byId.get(agentId);
+    if (!list) return undefined;
+    if (list.length === 1) return list[0];
+    const live = list.filter((s) => s.probeDeadline === 0 && !s.closed);
+    if (live.length === 0) return list[list.length - 1];
+    this.#roundRobin = (this.#roundRobin + 1) % 0x7fffffff;
+    return live[this.#roundRobin % live.length];
+  }
+
+  /** Drops sessions that missed their probe or stayed silent for too long. */
+  expire(now: number, silenceLimitMs: number): void {
+    for (const session of this.all()) {
+      if (session.probeDeadline !== 0 && now > session.probeDeadline) {
+        log.info(`agent ${session.info.agentId}: older session did not answer its probe, dropping it`);
+        session.close(4000, "superseded by a newer connection");
+      } else if (now - session.lastSeen > silenceLimitMs) {
+        log.info(`agent ${session.info.agentId}: silent for ${now - session.lastSeen} ms, dropping session`);
+        session.close(4001, "heartbeat timeout");
+      }
+    }
+  }
+}
