@@ -1,0 +1,99 @@
+// Local services the agent forwards to in tests: an ordinary HTTP server, and a raw TCP one
+// for response framings that Bun.serve never produces (close-delimited, hand-made chunked).
+import type { Server, TCPSocketListener } from "bun";
+
+/** Deterministic bytes, so both ends can compute what a body must be. */
+export function patternBytes(size: number, seed = 7): Uint8Array {
+  const out = new Uint8Array(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** A loopback TCP server always has a port; Bun types it optional for unix sockets. */
+export type OnPort<T> = T & { readonly port: number };
+
+export function startEchoService(): OnPort<Server<undefined>> {
+  return Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    idleTimeout: 0,
+    async fetch(req) {
+      const url = new URL(req.url);
+      const [, route, arg] = url.pathname.split("/");
+      switch (route) {
+        case "status":
+          return new Response(Number(arg) === 204 || Number(arg) === 304 ? null : `status ${arg}`, {
+            status: Number(arg),
+          });
+        case "cookies": {
+          const headers = new Headers();
+          headers.append("set-cookie", "a=1; Path=/");
+          headers.append("set-cookie", "b=2; Path=/");
+          headers.append("x-multi", "one");
+          headers.append("x-multi", "two");
+          return new Response("cookies", { headers });
+        }
+        case "bytes":
+          return new Response(patternBytes(Number(arg)), {
+            headers: { "content-type": "application/octet-stream" },
+          });
+        case "upload": {
+          const body = new Uint8Array(await req.arrayBuffer());
+          return Response.json({
+            length: body.byteLength,
+            sha256: new Bun.CryptoHasher("sha256").update(body).digest("hex"),
+          });
+        }
+        case "hang":
+          return new Promise<Response>(() => {});
+        default: {
+          const body = await req.text();
+          const headers: [string, string][] = [];
+          req.headers.forEach((value, name) => {
+            headers.push([name, value]);
+          });
+          return Response.json(
+            { method: req.method, path: url.pathname, query: url.search, headers, body },
+            { headers: { "x-echo": "1" } },
+          );
+        }
+      }
+    },
+  }) as OnPort<Server<undefined>>;
+}
+
+/**
+ * A TCP server that answers every request with the same raw bytes, then optionally closes
+ * (close-delimited bodies end only when the connection does).
+ */
+export function startRawService(
+  response: string | Uint8Array,
+  closeAfter: boolean,
+): TCPSocketListener<undefined> {
+  return Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, bytes) {
+        // Answer once the request head is complete; tests send bodiless requests.
+        if (!Buffer.from(bytes).includes("\r\n\r\n")) return;
+        socket.write(response);
+        if (closeAfter) socket.end();
+      },
+    },
+  });
+}
+
+/** A port with nothing listening on it. */
+export async function closedPort(): Promise<number> {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
