@@ -67,7 +67,7 @@ async function forward(req: Request, server: Server<undefined>, options: Ingress
   req.signal.addEventListener("abort", () => stream.cancel(), { once: true });
 
   const url = new URL(req.url);
-  const headers = requestHeaders(req, server, host ?? "");
+  const headers = requestHeaders(req, server, host ?? "", stream.requestId);
   const inline = await inlineBody(req, contentLength);
   session.send(
     encodeEnvelope({
@@ -103,7 +103,12 @@ async function inlineBody(req: Request, contentLength: number): Promise<Uint8Arr
 
 type HeaderInit = { name: string; value: string };
 
-function requestHeaders(req: Request, server: Server<undefined>, host: string): HeaderInit[] {
+function requestHeaders(
+  req: Request,
+  server: Server<undefined>,
+  host: string,
+  requestId: string,
+): HeaderInit[] {
   const pairs = endToEndHeaders(req.headers as unknown as Iterable<[string, string]>);
   const headers: HeaderInit[] = [];
   for (const [name, value] of pairs) {
@@ -116,6 +121,7 @@ function requestHeaders(req: Request, server: Server<undefined>, host: string): 
     { name: "x-forwarded-for", value: clientIp },
     { name: "x-forwarded-host", value: host },
     { name: "x-forwarded-proto", value: proto },
+    { name: "x-request-id", value: requestId },
   );
   return headers;
 }

@@ -2,7 +2,7 @@
 // cause, and the agent back in service once the cause is gone.
 import { afterEach, describe, expect, test } from "bun:test";
 import { Agent, eventually, Gateway } from "./harness.ts";
-import { closedPort, startEchoService } from "./services.ts";
+import { closedPort, startEchoService, startTcpProxy } from "./services.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 
@@ -121,5 +121,45 @@ describe("answers when the tunnel cannot deliver", () => {
       return r;
     }, 20_000);
     expect(res.status).toBe(201);
+  });
+
+  test("a network that drops silently is noticed by heartbeat, and the agent serves again", async () => {
+    const service = startEchoService();
+    cleanups.push(() => service.stop(true));
+    const gateway = await gatewayFor({ args: ["--heartbeat", "0.5"] });
+    const proxy = startTcpProxy(gateway.wsPort);
+    cleanups.push(() => proxy.stop());
+    const agent = new Agent(`ws://127.0.0.1:${proxy.port}`, { id: "pi-fail", to: service.port });
+    cleanups.push(() => agent.stop());
+    await agent.ready();
+    expect((await gateway.fetch("pi-fail", "/status/201")).status).toBe(201);
+
+    proxy.blackhole();
+    // The agent hears nothing for three heartbeats and dials again through the relay, while the
+    // gateway still holds the old session: the new one must take over, not queue behind it.
+    await agent.proc.waitFor(/gateway silent/, 10_000);
+    const res = await eventually(async () => {
+      const r = await gateway.fetch("pi-fail", "/status/201");
+      if (r.status !== 201) throw new Error(`not yet: ${r.status}`);
+      return r;
+    }, 20_000);
+    expect(res.status).toBe(201);
+  });
+
+  test("an agent that goes silent is dropped by the gateway and its streams end with 502", async () => {
+    const service = startEchoService();
+    cleanups.push(() => service.stop(true));
+    const gateway = await gatewayFor({ args: ["--heartbeat", "0.5", "--request-timeout", "60"] });
+    const agent = await agentFor(gateway, service.port);
+    const pending = gateway.fetch("pi-fail", "/hang");
+    await Bun.sleep(200);
+    // A stopped process keeps its socket open and says nothing, like a device that lost power
+    // behind a NAT that never sends a reset.
+    agent.proc.child.kill("SIGSTOP");
+    cleanups.push(() => void agent.proc.child.kill("SIGCONT"));
+    const res = await pending;
+    expect(res.status).toBe(502);
+    expect(res.headers.get("x-tunnel-error")).toBe("agent_disconnected");
+    expect((await gateway.fetch("pi-fail", "/")).status).toBe(404);
   });
 });

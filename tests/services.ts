@@ -97,3 +97,61 @@ export async function closedPort(): Promise<number> {
   listener.stop(true);
   return port;
 }
+
+export interface TcpProxy {
+  readonly port: number;
+  /** Every current connection goes silent both ways, with no FIN and no RST: a dead network. */
+  blackhole(): void;
+  stop(): void;
+}
+
+/** A TCP relay to `targetPort`, to cut a live connection the way a failing network does. */
+export function startTcpProxy(targetPort: number): TcpProxy {
+  type Pair = { upstream: Bun.Socket<undefined> | null; pending: Uint8Array[]; silent: boolean };
+  const pairs = new Set<Pair>();
+  const listener = Bun.listen<Pair>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(client) {
+        const pair: Pair = { upstream: null, pending: [], silent: false };
+        client.data = pair;
+        pairs.add(pair);
+        void Bun.connect({
+          hostname: "127.0.0.1",
+          port: targetPort,
+          socket: {
+            data(_upstream, bytes) {
+              if (!pair.silent) client.write(bytes);
+            },
+            close() {
+              if (!pair.silent) client.end();
+            },
+          },
+        }).then((upstream) => {
+          pair.upstream = upstream;
+          for (const bytes of pair.pending.splice(0)) upstream.write(bytes);
+        }, () => client.end());
+      },
+      data(client, bytes) {
+        const pair = client.data;
+        if (pair.silent) return;
+        if (pair.upstream === null) pair.pending.push(bytes.slice());
+        else pair.upstream.write(bytes);
+      },
+      close(client) {
+        if (!client.data.silent) client.data.upstream?.end();
+      },
+    },
+  });
+  return {
+    port: listener.port,
+    blackhole() {
+      for (const pair of pairs) pair.silent = true;
+      pairs.clear();
+    },
+    stop() {
+      listener.stop(true);
+    },
+  };
+}

@@ -62,7 +62,7 @@ describe("requests through the tunnel", () => {
 
   test("the service sees the original host, forwarding headers and a request id", async () => {
     const res = await gateway.fetch("pi-echo", "/", {
-      headers: { "x-forwarded-for": "6.6.6.6", "x-custom": "v" },
+      headers: { "x-forwarded-for": "6.6.6.6", "x-request-id": "forged", "x-custom": "v" },
     });
     const echo = (await res.json()) as Echo;
     const headers = new Map(echo.headers);
@@ -72,6 +72,7 @@ describe("requests through the tunnel", () => {
     expect(headers.get("x-forwarded-proto")).toBe("http");
     expect(headers.get("x-custom")).toBe("v");
     expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    expect(headers.get("x-request-id")).toBe(res.headers.get("x-request-id") as string);
   });
 
   test("repeated request headers and two Set-Cookie response headers survive", async () => {
