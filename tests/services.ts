@@ -128,10 +128,13 @@ export function startTcpProxy(targetPort: number): TcpProxy {
               if (!pair.silent) client.end();
             },
           },
-        }).then((upstream) => {
-          pair.upstream = upstream;
-          for (const bytes of pair.pending.splice(0)) upstream.write(bytes);
-        }, () => client.end());
+        }).then(
+          (upstream) => {
+            pair.upstream = upstream;
+            for (const bytes of pair.pending.splice(0)) upstream.write(bytes);
+          },
+          () => client.end(),
+        );
       },
       data(client, bytes) {
         const pair = client.data;
