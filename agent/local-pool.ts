@@ -40,6 +40,11 @@ export class LocalPool {
     this.#port = port;
   }
 
+  /** `host:port` of the local service, for URLs (an IPv6 host in brackets). */
+  get authority(): string {
+    return `${this.#host.includes(":") ? `[${this.#host}]` : this.#host}:${this.#port}`;
+  }
+
   get idleCount(): number {
     return this.#idle.length;
   }

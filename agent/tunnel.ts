@@ -1,11 +1,18 @@
 // One authenticated WebSocket to the gateway: it dispatches frames to the exchanges it carries,
 // keeps the heartbeat, and watches the socket's buffered bytes (the client WebSocket has no drain
 // event).
-import type { ControlMessage } from "../shared/gen/tunnel_pb.ts";
+import { type ControlMessage, TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
 import { log } from "../shared/log.ts";
-import { type ControlInit, decodeEnvelope, encodeControl, ProtocolError } from "../shared/protocol.ts";
+import {
+  type ControlInit,
+  decodeEnvelope,
+  encodeClose,
+  encodeControl,
+  ProtocolError,
+} from "../shared/protocol.ts";
 import { type ExchangeCarrier, LocalExchange } from "./exchange.ts";
 import type { LocalPool } from "./local-pool.ts";
+import { LocalWebSocket, type WebSocketCarrier } from "./websocket-bridge.ts";
 
 /** Above this many unsent bytes, data frames wait (control frames never do). */
 const HIGH_WATER_BYTES = 1024 * 1024;
@@ -16,8 +23,10 @@ const CONGESTION_POLL_MS = 2;
 /** A gateway silent for this many heartbeat intervals is considered gone (DESIGN §5). */
 const MISSED_HEARTBEATS = 3;
 
-export class TunnelConnection implements ExchangeCarrier {
+export class TunnelConnection implements ExchangeCarrier, WebSocketCarrier {
   readonly exchanges = new Map<number, LocalExchange>();
+  /** WebSocket streams: long-lived, so a graceful stop does not wait for them. */
+  readonly websockets = new Map<number, LocalWebSocket>();
   readonly #ws: WebSocket;
   readonly #pool: LocalPool;
   #writableWaiters: (() => void)[] = [];
@@ -26,7 +35,10 @@ export class TunnelConnection implements ExchangeCarrier {
   #lastSeen = Date.now();
   #pingSeq = 0;
   #goingAway = false;
-  #onIdleAfterGoAway: (() => void) | null = null;
+  #draining = false;
+  #idleWaiters: (() => void)[] = [];
+  /** Called once when the gateway announces it is going away (GoAway). */
+  onGoAway: (() => void) | undefined;
 
   constructor(ws: WebSocket, pool: LocalPool) {
     this.#ws = ws;
@@ -64,9 +76,13 @@ export class TunnelConnection implements ExchangeCarrier {
     this.#pollTimer ??= setInterval(() => this.#checkWritable(), CONGESTION_POLL_MS);
   }
 
+  forgetWebSocket(bridge: LocalWebSocket): void {
+    this.websockets.delete(bridge.streamId);
+  }
+
   forget(exchange: LocalExchange): void {
     this.exchanges.delete(exchange.streamId);
-    if (this.exchanges.size === 0) this.#onIdleAfterGoAway?.();
+    if (this.exchanges.size === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
   }
 
   receive(frame: Uint8Array): void {
@@ -74,18 +90,25 @@ export class TunnelConnection implements ExchangeCarrier {
     try {
       this.#dispatch(decodeEnvelope(frame));
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      log.error(`protocol error from the gateway, reconnecting: ${error.message}`);
-      this.#ws.close(1002, error.message.slice(0, 120));
+      // A bad frame costs this connection; the agent reconnects rather than exiting.
+      if (error instanceof ProtocolError) {
+        log.error(`protocol error from the gateway, reconnecting: ${error.message}`);
+        return this.#ws.close(1002, error.message.slice(0, 120));
+      }
+      log.error("internal error handling a frame, reconnecting:", error);
+      this.#ws.close(1011, "internal error");
     }
   }
 
   /** Resolves once no exchange is left (for a graceful stop or a GOAWAY). */
   whenIdle(): Promise<void> {
     if (this.exchanges.size === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#onIdleAfterGoAway = resolve;
-    });
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** The agent is stopping: new requests are refused (503 at the gateway), running ones go on. */
+  drain(): void {
+    this.#draining = true;
   }
 
   /** The socket closed: every exchange still running is dropped. */
@@ -93,12 +116,23 @@ export class TunnelConnection implements ExchangeCarrier {
     clearInterval(this.#heartbeat);
     clearInterval(this.#pollTimer);
     for (const exchange of [...this.exchanges.values()]) exchange.cancel();
+    for (const bridge of [...this.websockets.values()]) bridge.cancel(1001, "tunnel closed");
     this.#wakeWritable();
   }
 
   #dispatch(message: ReturnType<typeof decodeEnvelope>): void {
     switch (message.case) {
       case "request": {
+        if (this.#draining) {
+          this.send(encodeClose(message.value.streamId, TunnelClose_Reason.SHUTTING_DOWN, "agent stopping"));
+          return;
+        }
+        if (message.value.websocket) {
+          const bridge = new LocalWebSocket(this, this.#pool.authority, message.value);
+          this.websockets.set(bridge.streamId, bridge);
+          bridge.start();
+          return;
+        }
         const exchange = new LocalExchange(this, this.#pool, message.value);
         this.exchanges.set(exchange.streamId, exchange);
         void exchange.start();
@@ -109,6 +143,13 @@ export class TunnelConnection implements ExchangeCarrier {
         return;
       case "close":
         this.exchanges.get(message.value.streamId)?.cancel();
+        this.websockets.get(message.value.streamId)?.cancel();
+        return;
+      case "websocketMessage":
+        this.websockets.get(message.value.streamId)?.onMessage(message.value);
+        return;
+      case "websocketClose":
+        this.websockets.get(message.value.streamId)?.onWebSocketClose(message.value);
         return;
       case "control":
         return this.#onControl(message.value);
@@ -126,10 +167,12 @@ export class TunnelConnection implements ExchangeCarrier {
         return;
       case "windowUpdate":
         this.exchanges.get(kind.value.streamId)?.onWindowUpdate(kind.value.increment);
+        this.websockets.get(kind.value.streamId)?.onWindowUpdate(kind.value.increment);
         return;
       case "goAway":
         log.info(`gateway is going away: ${kind.value.message}`);
         this.#goingAway = true;
+        this.onGoAway?.();
         return;
       default:
         throw new ProtocolError(`unexpected control ${kind.case ?? "message"} from the gateway`);

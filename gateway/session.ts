@@ -6,6 +6,7 @@ import { log } from "../shared/log.ts";
 import { type ControlInit, decodeEnvelope, encodeControl, ProtocolError } from "../shared/protocol.ts";
 import { ingressError } from "./errors.ts";
 import { GatewayStream, type StreamCarrier, type StreamInit } from "./inflight.ts";
+import { type BridgeCarrier, WebSocketBridge } from "./websocket-bridge.ts";
 
 export interface SessionInfo {
   agentId: string;
@@ -17,7 +18,7 @@ export interface SessionInfo {
 /** The WebSocket with whatever per-connection state the listener keeps on it. */
 export type AgentSocket = ServerWebSocket<unknown>;
 
-export class AgentSession implements StreamCarrier {
+export class AgentSession implements StreamCarrier, BridgeCarrier {
   readonly id = crypto.randomUUID();
   readonly info: SessionInfo;
   readonly connectedAt = Date.now();
@@ -27,6 +28,8 @@ export class AgentSession implements StreamCarrier {
   /** Set while a newer session for the same id waits to hear whether this one is still alive. */
   probeDeadline = 0;
   readonly streams = new Map<number, GatewayStream>();
+  /** WebSocket streams, apart from HTTP ones: they share the stream ids, not the lifecycle. */
+  readonly websockets = new Map<number, WebSocketBridge>();
 
   readonly #ws: AgentSocket;
   #nextStreamId = 1;
@@ -72,6 +75,17 @@ export class AgentSession implements StreamCarrier {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
+  openWebSocket(requestId: string, handshakeTimeoutMs: number): WebSocketBridge {
+    const streamId = this.#allocateStreamId();
+    const bridge = new WebSocketBridge(this, streamId, requestId, handshakeTimeoutMs);
+    this.websockets.set(streamId, bridge);
+    return bridge;
+  }
+
+  forgetWebSocket(bridge: WebSocketBridge): void {
+    this.websockets.delete(bridge.streamId);
+  }
+
   forget(stream: GatewayStream): void {
     this.streams.delete(stream.streamId);
   }
@@ -84,9 +98,13 @@ export class AgentSession implements StreamCarrier {
     try {
       this.#dispatch(decodeEnvelope(frame));
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      log.warn(`agent ${this.info.agentId}: protocol error, closing: ${error.message}`);
-      this.close(1002, error.message.slice(0, 120));
+      // Whatever one agent's frames trigger costs that agent its connection, never the gateway.
+      if (error instanceof ProtocolError) {
+        log.warn(`agent ${this.info.agentId}: protocol error, closing: ${error.message}`);
+        return this.close(1002, error.message.slice(0, 120));
+      }
+      log.error(`agent ${this.info.agentId}: internal error handling a frame, closing the session:`, error);
+      this.close(1011, "internal error");
     }
   }
 
@@ -117,6 +135,8 @@ export class AgentSession implements StreamCarrier {
     this.#closed = true;
     this.drained();
     for (const stream of [...this.streams.values()]) stream.fail(ingressError("agent_disconnected"));
+    for (const bridge of [...this.websockets.values()]) bridge.fail(ingressError("agent_disconnected"));
+    this.websockets.clear();
     this.streams.clear();
     this.#onClosed(this);
   }
@@ -125,12 +145,20 @@ export class AgentSession implements StreamCarrier {
     switch (message.case) {
       case "response":
         this.streams.get(message.value.streamId)?.onResponse(message.value);
+        this.websockets.get(message.value.streamId)?.onResponse(message.value);
         return;
       case "data":
         this.streams.get(message.value.streamId)?.onData(message.value);
         return;
       case "close":
         this.streams.get(message.value.streamId)?.onClose(message.value);
+        this.websockets.get(message.value.streamId)?.onClose(message.value);
+        return;
+      case "websocketMessage":
+        this.websockets.get(message.value.streamId)?.onMessage(message.value);
+        return;
+      case "websocketClose":
+        this.websockets.get(message.value.streamId)?.onWebSocketClose(message.value);
         return;
       case "control":
         return this.#onControl(message.value);
@@ -148,6 +176,7 @@ export class AgentSession implements StreamCarrier {
         return;
       case "windowUpdate":
         this.streams.get(kind.value.streamId)?.sendWindow.grant(kind.value.increment);
+        this.websockets.get(kind.value.streamId)?.onWindowUpdate(kind.value.increment);
         return;
       default:
         throw new ProtocolError(`unexpected control ${kind.case ?? "message"} from an agent`);
@@ -162,7 +191,7 @@ export class AgentSession implements StreamCarrier {
   // runs out and never reuses a live id.
   #allocateStreamId(): number {
     let id = this.#nextStreamId;
-    while (this.streams.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
+    while (this.streams.has(id) || this.websockets.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
     this.#nextStreamId = id >= 0xffffffff ? 1 : id + 1;
     return id;
   }

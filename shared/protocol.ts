@@ -24,6 +24,12 @@ export const MAX_ENVELOPE_BYTES = MAX_FRAME_PAYLOAD + 64 * 1024 + 1024;
  */
 export const INITIAL_WINDOW = 256 * 1024;
 
+/**
+ * Largest WebSocket message either side relays (Bun's own default `maxPayloadLength`): a message
+ * is reassembled whole before it is handed to a socket, so this bounds that buffer.
+ */
+export const MAX_WEBSOCKET_MESSAGE = 16 * 1024 * 1024;
+
 /** The peer broke the wire protocol; the connection that carried the frame is closed. */
 export class ProtocolError extends Error {
   override name = "ProtocolError";
@@ -53,6 +59,20 @@ export function encodeData(streamId: number, payload: Uint8Array, endStream: boo
 
 export function encodeClose(streamId: number, reason: TunnelClose_Reason, message: string): Uint8Array {
   return encodeEnvelope({ case: "close", value: { streamId, reason, message } });
+}
+
+/** One WebSocket message or fragment of it (`fin` on the last). */
+export function encodeWebSocketMessage(
+  streamId: number,
+  payload: Uint8Array,
+  text: boolean,
+  fin: boolean,
+): Uint8Array {
+  return encodeEnvelope({ case: "websocketMessage", value: { streamId, payload, text, fin } });
+}
+
+export function encodeWebSocketClose(streamId: number, code: number, reason: string): Uint8Array {
+  return encodeEnvelope({ case: "websocketClose", value: { streamId, code, reason } });
 }
 
 /**

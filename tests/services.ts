@@ -1,6 +1,6 @@
 // Local services the agent forwards to in tests: an ordinary HTTP server, and a raw TCP one
 // for response framings that Bun.serve never produces (close-delimited, hand-made chunked).
-import type { Server, TCPSocketListener } from "bun";
+import type { Server, ServerWebSocket, TCPSocketListener } from "bun";
 
 /** Deterministic bytes, so both ends can compute what a body must be. */
 export function patternBytes(size: number, seed = 7): Uint8Array {
@@ -156,5 +156,95 @@ export function startTcpProxy(targetPort: number): TcpProxy {
     stop() {
       listener.stop(true);
     },
+  };
+}
+
+export interface WebSocketService {
+  readonly port: number;
+  /** The handshake headers of the socket opened on `path`. */
+  handshake(path: string): Promise<Headers>;
+  /** How the socket opened on `path` was closed, as the service saw it. */
+  closed(path: string): Promise<{ code: number; reason: string }>;
+  /** SHA-256 of each binary message the socket on `path` received. */
+  received(path: string): string[];
+  /** Bytes the socket on `path` has handed to Bun so far while flooding. */
+  flooded(path: string): number;
+  stop(): void;
+}
+
+/**
+ * A WebSocket service: every message is echoed as it came (text as text, binary as binary); the
+ * text "close <code> <reason>" makes the service close with that code; "chat.v2" is accepted
+ * as subprotocol when offered; "flood <n>" sends n 1 MiB binary messages as fast as the socket
+ * takes them (waiting for drain); `/refuse` answers 403 instead of upgrading.
+ */
+export function startWebSocketService(): WebSocketService {
+  type Socket = { path: string; drained: (() => void) | null };
+  const handshakes = new Map<string, PromiseWithResolvers<Headers>>();
+  const closes = new Map<string, PromiseWithResolvers<{ code: number; reason: string }>>();
+  const hashes = new Map<string, string[]>();
+  const flooded = new Map<string, number>();
+  const flood = async (ws: ServerWebSocket<Socket>, count: number) => {
+    const chunk = patternBytes(1024 * 1024, 3);
+    for (let i = 0; i < count; i++) {
+      const result = ws.sendBinary(chunk);
+      if (result === 0) return;
+      flooded.set(ws.data.path, (flooded.get(ws.data.path) ?? 0) + chunk.byteLength);
+      if (result === -1) await new Promise<void>((resolve) => (ws.data.drained = resolve));
+    }
+  };
+  const entry = <T>(map: Map<string, PromiseWithResolvers<T>>, path: string) => {
+    const found = map.get(path) ?? Promise.withResolvers<T>();
+    map.set(path, found);
+    return found;
+  };
+  const server = Bun.serve<Socket>({
+    hostname: "127.0.0.1",
+    port: 0,
+    idleTimeout: 0,
+    fetch(req, srv) {
+      const path = new URL(req.url).pathname;
+      if (path === "/refuse") return new Response("no WebSockets here", { status: 403 });
+      const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+      const headers: Record<string, string> = offered.includes("chat.v2")
+        ? { "sec-websocket-protocol": "chat.v2" }
+        : {};
+      entry(handshakes, path).resolve(req.headers);
+      if (srv.upgrade(req, { data: { path, drained: null }, headers })) return undefined;
+      return new Response("upgrade failed", { status: 400 });
+    },
+    websocket: {
+      message(ws, message) {
+        if (typeof message === "string") {
+          const close = /^close (\d+) (.*)$/.exec(message);
+          if (close) return ws.close(Number(close[1]), close[2]);
+          const count = /^flood (\d+)$/.exec(message)?.[1];
+          if (count !== undefined) return void flood(ws, Number(count));
+          ws.sendText(message);
+          return;
+        }
+        const list = hashes.get(ws.data.path) ?? [];
+        list.push(new Bun.CryptoHasher("sha256").update(message).digest("hex"));
+        hashes.set(ws.data.path, list);
+        ws.sendBinary(message);
+      },
+      drain(ws) {
+        const wake = ws.data.drained;
+        ws.data.drained = null;
+        wake?.();
+      },
+      close(ws, code, reason) {
+        ws.data.drained?.();
+        entry(closes, ws.data.path).resolve({ code, reason });
+      },
+    },
+  });
+  return {
+    port: server.port as number,
+    handshake: (path) => entry(handshakes, path).promise,
+    closed: (path) => entry(closes, path).promise,
+    received: (path) => hashes.get(path) ?? [],
+    flooded: (path) => flooded.get(path) ?? 0,
+    stop: () => server.stop(true),
   };
 }

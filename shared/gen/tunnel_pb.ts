@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tunnel.proto.
  */
 export const file_tunnel: GenFile = /*@__PURE__*/
-  fileDesc("Cgx0dW5uZWwucHJvdG8SEmluZHJhbmV0LnR1bm5lbC52MSKOAwoIRW52ZWxvcGUSNQoHY29ubmVjdBgBIAEoCzIiLmluZHJhbmV0LnR1bm5lbC52MS5Db25uZWN0UmVxdWVzdEgAEjQKB3JlcXVlc3QYAiABKAsyIS5pbmRyYW5ldC50dW5uZWwudjEuVHVubmVsUmVxdWVzdEgAEjYKCHJlc3BvbnNlGAMgASgLMiIuaW5kcmFuZXQudHVubmVsLnYxLlR1bm5lbFJlc3BvbnNlSAASNQoHY29udHJvbBgEIAEoCzIiLmluZHJhbmV0LnR1bm5lbC52MS5Db250cm9sTWVzc2FnZUgAEi4KBGRhdGEYBSABKAsyHi5pbmRyYW5ldC50dW5uZWwudjEuVHVubmVsRGF0YUgAEjAKBWNsb3NlGAYgASgLMh8uaW5kcmFuZXQudHVubmVsLnYxLlR1bm5lbENsb3NlSAASOQoNY29ubmVjdF9lcnJvchgHIAEoCzIgLmluZHJhbmV0LnR1bm5lbC52MS5Db25uZWN0RXJyb3JIAEIJCgdtZXNzYWdlIiUKBkhlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJIpoBCg5Db25uZWN0UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRINCgV0b2tlbhgCIAEoCRIUCgx0aW1lc3RhbXBfbXMYAyABKAQSDQoFbm9uY2UYBCABKAwSEQoJc2lnbmF0dXJlGAUgASgMEhgKEHByb3RvY29sX3ZlcnNpb24YBiABKA0SFQoNYWdlbnRfdmVyc2lvbhgHIAEoCSKMAwoMQ29ubmVjdEVycm9yEjMKBGNvZGUYASABKA4yJS5pbmRyYW5ldC50dW5uZWwudjEuQ29ubmVjdEVycm9yLkNvZGUSDwoHbWVzc2FnZRgCIAEoCSK1AgoEQ29kZRIUChBDT0RFX1VOU1BFQ0lGSUVEEAASFgoSQ09ERV9VTktOT1dOX1RPS0VOEAESFgoSQ09ERV9CQURfU0lHTkFUVVJFEAISFwoTQ09ERV9JRF9OT1RfQUxMT1dFRBADEhgKFENPREVfU1RBTEVfVElNRVNUQU1QEAQSFwoTQ09ERV9SRVBMQVlFRF9OT05DRRAFEh0KGUNPREVfSU5DT01QQVRJQkxFX1ZFUlNJT04QBhITCg9DT0RFX0lOVkFMSURfSUQQBxIVChFDT0RFX1JBVEVfTElNSVRFRBAIEh8KG0NPREVfSURfSEVMRF9CWV9PVEhFUl9UT0tFThAJEhcKE0NPREVfUFJPVE9DT0xfRVJST1IQChIWChJDT0RFX1NIVVRUSU5HX0RPV04QCyKzAQoNVHVubmVsUmVxdWVzdBIRCglzdHJlYW1faWQYASABKA0SEgoKcmVxdWVzdF9pZBgCIAEoCRIOCgZtZXRob2QYAyABKAkSDAoEcGF0aBgEIAEoCRIrCgdoZWFkZXJzGAUgAygLMhouaW5kcmFuZXQudHVubmVsLnYxLkhlYWRlchIMCgRib2R5GAYgASgMEhIKCmVuZF9zdHJlYW0YByABKAgSDgoGd2luZG93GAggASgNIpIBCg5UdW5uZWxSZXNwb25zZRIRCglzdHJlYW1faWQYASABKA0SDgoGc3RhdHVzGAIgASgNEisKB2hlYWRlcnMYAyADKAsyGi5pbmRyYW5ldC50dW5uZWwudjEuSGVhZGVyEgwKBGJvZHkYBCABKAwSEgoKZW5kX3N0cmVhbRgFIAEoCBIOCgZ3aW5kb3cYBiABKA0iRAoKVHVubmVsRGF0YRIRCglzdHJlYW1faWQYASABKA0SDwoHcGF5bG9hZBgCIAEoDBISCgplbmRfc3RyZWFtGAMgASgIIrkCCgtUdW5uZWxDbG9zZRIRCglzdHJlYW1faWQYASABKA0SNgoGcmVhc29uGAIgASgOMiYuaW5kcmFuZXQudHVubmVsLnYxLlR1bm5lbENsb3NlLlJlYXNvbhIPCgdtZXNzYWdlGAMgASgJIs0BCgZSZWFzb24SFgoSUkVBU09OX1VOU1BFQ0lGSUVEEAASFAoQUkVBU09OX0NBTkNFTExFRBABEhwKGFJFQVNPTl9MT0NBTF9VTlJFQUNIQUJMRRACEhYKElJFQVNPTl9MT0NBTF9FUlJPUhADEhYKElJFQVNPTl9CQURfUkVRVUVTVBAEEhkKFVJFQVNPTl9QUk9UT0NPTF9FUlJPUhAFEhIKDlJFQVNPTl9USU1FT1VUEAYSGAoUUkVBU09OX1NIVVRUSU5HX0RPV04QByKKAgoOQ29udHJvbE1lc3NhZ2USKAoEcGluZxgBIAEoCzIYLmluZHJhbmV0LnR1bm5lbC52MS5QaW5nSAASKAoEcG9uZxgCIAEoCzIYLmluZHJhbmV0LnR1bm5lbC52MS5Qb25nSAASOQoNd2luZG93X3VwZGF0ZRgDIAEoCzIgLmluZHJhbmV0LnR1bm5lbC52MS5XaW5kb3dVcGRhdGVIABIyCgljb25uZWN0ZWQYBCABKAsyHS5pbmRyYW5ldC50dW5uZWwudjEuQ29ubmVjdGVkSAASLQoHZ29fYXdheRgFIAEoCzIaLmluZHJhbmV0LnR1bm5lbC52MS5Hb0F3YXlIAEIGCgRraW5kIhMKBFBpbmcSCwoDc2VxGAEgASgNIhMKBFBvbmcSCwoDc2VxGAEgASgNIjQKDFdpbmRvd1VwZGF0ZRIRCglzdHJlYW1faWQYASABKA0SEQoJaW5jcmVtZW50GAIgASgNIn4KCUNvbm5lY3RlZBISCgpzZXNzaW9uX2lkGAEgASgJEgsKA3VybBgCIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAyABKA0SFgoOaW5pdGlhbF93aW5kb3cYBCABKA0SGQoRbWF4X2ZyYW1lX3BheWxvYWQYBSABKA0iGQoGR29Bd2F5Eg8KB21lc3NhZ2UYASABKAliBnByb3RvMw");
+  fileDesc("Cgx0dW5uZWwucHJvdG8SEmluZHJhbmV0LnR1bm5lbC52MSKQBAoIRW52ZWxvcGUSNQoHY29ubmVjdBgBIAEoCzIiLmluZHJhbmV0LnR1bm5lbC52MS5Db25uZWN0UmVxdWVzdEgAEjQKB3JlcXVlc3QYAiABKAsyIS5pbmRyYW5ldC50dW5uZWwudjEuVHVubmVsUmVxdWVzdEgAEjYKCHJlc3BvbnNlGAMgASgLMiIuaW5kcmFuZXQudHVubmVsLnYxLlR1bm5lbFJlc3BvbnNlSAASNQoHY29udHJvbBgEIAEoCzIiLmluZHJhbmV0LnR1bm5lbC52MS5Db250cm9sTWVzc2FnZUgAEi4KBGRhdGEYBSABKAsyHi5pbmRyYW5ldC50dW5uZWwudjEuVHVubmVsRGF0YUgAEjAKBWNsb3NlGAYgASgLMh8uaW5kcmFuZXQudHVubmVsLnYxLlR1bm5lbENsb3NlSAASOQoNY29ubmVjdF9lcnJvchgHIAEoCzIgLmluZHJhbmV0LnR1bm5lbC52MS5Db25uZWN0RXJyb3JIABJBChF3ZWJzb2NrZXRfbWVzc2FnZRgIIAEoCzIkLmluZHJhbmV0LnR1bm5lbC52MS5XZWJTb2NrZXRNZXNzYWdlSAASPQoPd2Vic29ja2V0X2Nsb3NlGAkgASgLMiIuaW5kcmFuZXQudHVubmVsLnYxLldlYlNvY2tldENsb3NlSABCCQoHbWVzc2FnZSIlCgZIZWFkZXISDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoCSKaAQoOQ29ubmVjdFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDQoFdG9rZW4YAiABKAkSFAoMdGltZXN0YW1wX21zGAMgASgEEg0KBW5vbmNlGAQgASgMEhEKCXNpZ25hdHVyZRgFIAEoDBIYChBwcm90b2NvbF92ZXJzaW9uGAYgASgNEhUKDWFnZW50X3ZlcnNpb24YByABKAkijAMKDENvbm5lY3RFcnJvchIzCgRjb2RlGAEgASgOMiUuaW5kcmFuZXQudHVubmVsLnYxLkNvbm5lY3RFcnJvci5Db2RlEg8KB21lc3NhZ2UYAiABKAkitQIKBENvZGUSFAoQQ09ERV9VTlNQRUNJRklFRBAAEhYKEkNPREVfVU5LTk9XTl9UT0tFThABEhYKEkNPREVfQkFEX1NJR05BVFVSRRACEhcKE0NPREVfSURfTk9UX0FMTE9XRUQQAxIYChRDT0RFX1NUQUxFX1RJTUVTVEFNUBAEEhcKE0NPREVfUkVQTEFZRURfTk9OQ0UQBRIdChlDT0RFX0lOQ09NUEFUSUJMRV9WRVJTSU9OEAYSEwoPQ09ERV9JTlZBTElEX0lEEAcSFQoRQ09ERV9SQVRFX0xJTUlURUQQCBIfChtDT0RFX0lEX0hFTERfQllfT1RIRVJfVE9LRU4QCRIXChNDT0RFX1BST1RPQ09MX0VSUk9SEAoSFgoSQ09ERV9TSFVUVElOR19ET1dOEAsixgEKDVR1bm5lbFJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgNEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoGbWV0aG9kGAMgASgJEgwKBHBhdGgYBCABKAkSKwoHaGVhZGVycxgFIAMoCzIaLmluZHJhbmV0LnR1bm5lbC52MS5IZWFkZXISDAoEYm9keRgGIAEoDBISCgplbmRfc3RyZWFtGAcgASgIEg4KBndpbmRvdxgIIAEoDRIRCgl3ZWJzb2NrZXQYCSABKAgikgEKDlR1bm5lbFJlc3BvbnNlEhEKCXN0cmVhbV9pZBgBIAEoDRIOCgZzdGF0dXMYAiABKA0SKwoHaGVhZGVycxgDIAMoCzIaLmluZHJhbmV0LnR1bm5lbC52MS5IZWFkZXISDAoEYm9keRgEIAEoDBISCgplbmRfc3RyZWFtGAUgASgIEg4KBndpbmRvdxgGIAEoDSJECgpUdW5uZWxEYXRhEhEKCXN0cmVhbV9pZBgBIAEoDRIPCgdwYXlsb2FkGAIgASgMEhIKCmVuZF9zdHJlYW0YAyABKAgiuQIKC1R1bm5lbENsb3NlEhEKCXN0cmVhbV9pZBgBIAEoDRI2CgZyZWFzb24YAiABKA4yJi5pbmRyYW5ldC50dW5uZWwudjEuVHVubmVsQ2xvc2UuUmVhc29uEg8KB21lc3NhZ2UYAyABKAkizQEKBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIUChBSRUFTT05fQ0FOQ0VMTEVEEAESHAoYUkVBU09OX0xPQ0FMX1VOUkVBQ0hBQkxFEAISFgoSUkVBU09OX0xPQ0FMX0VSUk9SEAMSFgoSUkVBU09OX0JBRF9SRVFVRVNUEAQSGQoVUkVBU09OX1BST1RPQ09MX0VSUk9SEAUSEgoOUkVBU09OX1RJTUVPVVQQBhIYChRSRUFTT05fU0hVVFRJTkdfRE9XThAHIlEKEFdlYlNvY2tldE1lc3NhZ2USEQoJc3RyZWFtX2lkGAEgASgNEg8KB3BheWxvYWQYAiABKAwSDAoEdGV4dBgDIAEoCBILCgNmaW4YBCABKAgiQQoOV2ViU29ja2V0Q2xvc2USEQoJc3RyZWFtX2lkGAEgASgNEgwKBGNvZGUYAiABKA0SDgoGcmVhc29uGAMgASgJIooCCg5Db250cm9sTWVzc2FnZRIoCgRwaW5nGAEgASgLMhguaW5kcmFuZXQudHVubmVsLnYxLlBpbmdIABIoCgRwb25nGAIgASgLMhguaW5kcmFuZXQudHVubmVsLnYxLlBvbmdIABI5Cg13aW5kb3dfdXBkYXRlGAMgASgLMiAuaW5kcmFuZXQudHVubmVsLnYxLldpbmRvd1VwZGF0ZUgAEjIKCWNvbm5lY3RlZBgEIAEoCzIdLmluZHJhbmV0LnR1bm5lbC52MS5Db25uZWN0ZWRIABItCgdnb19hd2F5GAUgASgLMhouaW5kcmFuZXQudHVubmVsLnYxLkdvQXdheUgAQgYKBGtpbmQiEwoEUGluZxILCgNzZXEYASABKA0iEwoEUG9uZxILCgNzZXEYASABKA0iNAoMV2luZG93VXBkYXRlEhEKCXN0cmVhbV9pZBgBIAEoDRIRCglpbmNyZW1lbnQYAiABKA0ifgoJQ29ubmVjdGVkEhIKCnNlc3Npb25faWQYASABKAkSCwoDdXJsGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoDRIWCg5pbml0aWFsX3dpbmRvdxgEIAEoDRIZChFtYXhfZnJhbWVfcGF5bG9hZBgFIAEoDSIZCgZHb0F3YXkSDwoHbWVzc2FnZRgBIAEoCWIGcHJvdG8z");
 
 /**
  * @generated from message indranet.tunnel.v1.Envelope
@@ -64,6 +64,18 @@ export type Envelope = Message<"indranet.tunnel.v1.Envelope"> & {
      */
     value: ConnectError;
     case: "connectError";
+  } | {
+    /**
+     * @generated from field: indranet.tunnel.v1.WebSocketMessage websocket_message = 8;
+     */
+    value: WebSocketMessage;
+    case: "websocketMessage";
+  } | {
+    /**
+     * @generated from field: indranet.tunnel.v1.WebSocketClose websocket_close = 9;
+     */
+    value: WebSocketClose;
+    case: "websocketClose";
   } | { case: undefined; value?: undefined };
 };
 
@@ -305,6 +317,15 @@ export type TunnelRequest = Message<"indranet.tunnel.v1.TunnelRequest"> & {
    * @generated from field: uint32 window = 8;
    */
   window: number;
+
+  /**
+   * The client asked for a WebSocket upgrade: the agent opens a WebSocket to the local service
+   * (subprotocols from the Sec-WebSocket-Protocol header) and answers 101 once it is open, with the
+   * accepted subprotocol, or the service's refusal. The stream then carries WebSocketMessage frames.
+   *
+   * @generated from field: bool websocket = 9;
+   */
+  websocket: boolean;
 };
 
 /**
@@ -484,6 +505,79 @@ export const TunnelClose_ReasonSchema: GenEnum<TunnelClose_Reason> = /*@__PURE__
   enumDesc(file_tunnel, 7, 0);
 
 /**
+ * One WebSocket message, or one fragment of it, in either direction, in order. A message above the
+ * frame payload limit is split and reassembled by the receiver. Payload bytes count against the
+ * stream's credit window as body bytes do.
+ *
+ * @generated from message indranet.tunnel.v1.WebSocketMessage
+ */
+export type WebSocketMessage = Message<"indranet.tunnel.v1.WebSocketMessage"> & {
+  /**
+   * @generated from field: uint32 stream_id = 1;
+   */
+  streamId: number;
+
+  /**
+   * @generated from field: bytes payload = 2;
+   */
+  payload: Uint8Array;
+
+  /**
+   * A text message (UTF-8), binary otherwise; the same on every fragment of a message.
+   *
+   * @generated from field: bool text = 3;
+   */
+  text: boolean;
+
+  /**
+   * The last fragment of the message.
+   *
+   * @generated from field: bool fin = 4;
+   */
+  fin: boolean;
+};
+
+/**
+ * Describes the message indranet.tunnel.v1.WebSocketMessage.
+ * Use `create(WebSocketMessageSchema)` to create a new message.
+ */
+export const WebSocketMessageSchema: GenMessage<WebSocketMessage> = /*@__PURE__*/
+  messageDesc(file_tunnel, 8);
+
+/**
+ * One side's WebSocket closed: the other side closes its own with the same code and reason, after
+ * every message sent before it. Either direction; it ends the stream.
+ *
+ * @generated from message indranet.tunnel.v1.WebSocketClose
+ */
+export type WebSocketClose = Message<"indranet.tunnel.v1.WebSocketClose"> & {
+  /**
+   * @generated from field: uint32 stream_id = 1;
+   */
+  streamId: number;
+
+  /**
+   * As the closing socket reported it: 1005 when the close frame had no code, 1006 when the
+   * connection ended without a close frame.
+   *
+   * @generated from field: uint32 code = 2;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message indranet.tunnel.v1.WebSocketClose.
+ * Use `create(WebSocketCloseSchema)` to create a new message.
+ */
+export const WebSocketCloseSchema: GenMessage<WebSocketClose> = /*@__PURE__*/
+  messageDesc(file_tunnel, 9);
+
+/**
  * @generated from message indranet.tunnel.v1.ControlMessage
  */
 export type ControlMessage = Message<"indranet.tunnel.v1.ControlMessage"> & {
@@ -528,7 +622,7 @@ export type ControlMessage = Message<"indranet.tunnel.v1.ControlMessage"> & {
  * Use `create(ControlMessageSchema)` to create a new message.
  */
 export const ControlMessageSchema: GenMessage<ControlMessage> = /*@__PURE__*/
-  messageDesc(file_tunnel, 8);
+  messageDesc(file_tunnel, 10);
 
 /**
  * @generated from message indranet.tunnel.v1.Ping
@@ -545,7 +639,7 @@ export type Ping = Message<"indranet.tunnel.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_tunnel, 9);
+  messageDesc(file_tunnel, 11);
 
 /**
  * @generated from message indranet.tunnel.v1.Pong
@@ -562,7 +656,7 @@ export type Pong = Message<"indranet.tunnel.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_tunnel, 10);
+  messageDesc(file_tunnel, 12);
 
 /**
  * Returns credit for a stream: the receiver handed `increment` more bytes on.
@@ -586,7 +680,7 @@ export type WindowUpdate = Message<"indranet.tunnel.v1.WindowUpdate"> & {
  * Use `create(WindowUpdateSchema)` to create a new message.
  */
 export const WindowUpdateSchema: GenMessage<WindowUpdate> = /*@__PURE__*/
-  messageDesc(file_tunnel, 11);
+  messageDesc(file_tunnel, 13);
 
 /**
  * The gateway accepted a ConnectRequest.
@@ -629,7 +723,7 @@ export type Connected = Message<"indranet.tunnel.v1.Connected"> & {
  * Use `create(ConnectedSchema)` to create a new message.
  */
 export const ConnectedSchema: GenMessage<Connected> = /*@__PURE__*/
-  messageDesc(file_tunnel, 12);
+  messageDesc(file_tunnel, 14);
 
 /**
  * The gateway is going away: open no new streams here, reconnect elsewhere.
@@ -648,5 +742,5 @@ export type GoAway = Message<"indranet.tunnel.v1.GoAway"> & {
  * Use `create(GoAwaySchema)` to create a new message.
  */
 export const GoAwaySchema: GenMessage<GoAway> = /*@__PURE__*/
-  messageDesc(file_tunnel, 13);
+  messageDesc(file_tunnel, 15);
 
