@@ -13,6 +13,7 @@ import {
   INITIAL_WINDOW,
   MAX_FRAME_PAYLOAD,
 } from "../shared/protocol.ts";
+import { streamStats } from "../shared/stream-stats.ts";
 import { Http1Error, type ResponseHead, ResponseParser, type ResponseSink } from "./http1.ts";
 import {
   type LocalConnection,
@@ -53,6 +54,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   #inline: Uint8Array[] = [];
   #inlineBytes = 0;
   #outgoing: Uint8Array[] = [];
+  #outgoingBytes = 0;
   #responseEnded = false;
   #reusable = false;
   #paused = false;
@@ -70,6 +72,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     );
     this.#requestComplete = request.endStream;
     this.#framing = framingFor(request);
+    streamStats.opened();
   }
 
   /** Validates the request and starts writing it; never writes anything that failed validation. */
@@ -88,6 +91,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     if (!this.#requestWindow.receive(size)) {
       return this.#abort(TunnelClose_Reason.PROTOCOL_ERROR, "request body beyond the granted window");
     }
+    streamStats.buffered(this.#requestWindow.buffered);
     if (size > 0) {
       if (this.#framing === "chunked") {
         const [line, data, crlf] = encodeChunk(message.payload);
@@ -112,6 +116,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   cancel(): void {
     if (this.#done) return;
     this.#done = true;
+    streamStats.closed();
     this.#sendWindow.close();
     if (this.#conn) this.#pool.destroy(this.#conn);
     this.#carrier.forget(this);
@@ -125,7 +130,11 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
       this.#parser.feed(bytes);
     } catch (error) {
       if (!(error instanceof Http1Error)) throw error;
-      return this.#abort(TunnelClose_Reason.LOCAL_ERROR, `invalid response: ${error.message}`);
+      // Bytes after a whole response cost only the connection (end() said it is not reusable);
+      // the response itself still goes to the client.
+      if (!this.#responseEnded) {
+        return this.#abort(TunnelClose_Reason.LOCAL_ERROR, `invalid response: ${error.message}`);
+      }
     }
     this.#flushHead();
     this.#pump();
@@ -173,7 +182,11 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     }
     this.#flushHead();
     if (this.#outgoing.length === 0) chunk = this.#sendNow(chunk);
-    if (chunk.byteLength > 0) this.#outgoing.push(chunk.slice());
+    if (chunk.byteLength > 0) {
+      this.#outgoing.push(chunk.slice());
+      this.#outgoingBytes += chunk.byteLength;
+      streamStats.buffered(this.#outgoingBytes);
+    }
   }
 
   end(reusable: boolean): void {
@@ -249,7 +262,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
       window: 0,
     };
     this.#carrier.send(encodeEnvelope({ case: "response", value: response }));
-    if (endStream) this.#complete(true);
+    if (endStream) this.#complete(this.#reusable);
   }
 
   /** Sends as much of `chunk` as credit and the connection allow; returns the rest. */
@@ -269,7 +282,9 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   #pump(): void {
     if (this.#done || this.#pendingHead !== null) return;
     while (this.#outgoing.length > 0) {
-      const rest = this.#sendNow(this.#outgoing[0] as Uint8Array);
+      const next = this.#outgoing[0] as Uint8Array;
+      const rest = this.#sendNow(next);
+      this.#outgoingBytes -= next.byteLength - rest.byteLength;
       if (rest.byteLength > 0) {
         this.#outgoing[0] = rest;
         return this.#waitToPump();
@@ -302,6 +317,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   #complete(reusable: boolean): void {
     if (this.#done) return;
     this.#done = true;
+    streamStats.closed();
     const conn = this.#conn;
     this.#conn = null;
     if (conn) {

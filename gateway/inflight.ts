@@ -8,7 +8,9 @@ import {
   type TunnelData,
   type TunnelResponse,
 } from "../shared/gen/tunnel_pb.ts";
+import { endToEndHeaders } from "../shared/headers.ts";
 import { encodeClose, encodeData, encodeWindowUpdate, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
+import { streamStats } from "../shared/stream-stats.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 
 /** What a stream needs from the agent connection that carries it. */
@@ -29,9 +31,12 @@ export interface StreamInit {
   /** Credit this side grants for response-body bytes. */
   receiveWindow: number;
   headTimeoutMs: number;
+  /** A stream with no body bytes either way for this long is cut; 0 never. */
+  idleTimeoutMs: number;
 }
 
-const CLOSE_STATUS: Record<number, IngressError["code"]> = {
+/** How the agent's TunnelClose reasons reach the client (WebSocket upgrades use it too). */
+export const CLOSE_STATUS: Record<number, IngressError["code"]> = {
   [TunnelClose_Reason.LOCAL_UNREACHABLE]: "local_unreachable",
   [TunnelClose_Reason.LOCAL_ERROR]: "local_error",
   [TunnelClose_Reason.BAD_REQUEST]: "bad_request",
@@ -48,13 +53,17 @@ export class GatewayStream {
   /** Response-body bytes delivered to the client, for the access log. */
   bytesOut = 0;
   status = 0;
+  /** Called once when the stream is over, body included (the access log and metrics). */
+  onFinished: ((stream: GatewayStream) => void) | undefined;
 
   readonly #carrier: StreamCarrier;
   readonly #head = Promise.withResolvers<Response>();
   #headTimer: Timer | undefined;
+  #idleTimer: Timer | undefined;
+  readonly #idleTimeoutMs: number;
   #chunks: Uint8Array[] = [];
   #ended = false;
-  #failure: Error | null = null;
+  #controller: ReadableByteStreamController | null = null;
   #wakePull: (() => void) | null = null;
   #finished = false;
 
@@ -67,6 +76,8 @@ export class GatewayStream {
       this.#carrier.send(encodeWindowUpdate(this.streamId, increment)),
     );
     this.#headTimer = setTimeout(() => this.#timeout(), init.headTimeoutMs);
+    this.#idleTimeoutMs = init.idleTimeoutMs;
+    streamStats.opened();
   }
 
   /** Resolves with the client's Response: the agent's, or an error answer from the gateway. */
@@ -81,10 +92,10 @@ export class GatewayStream {
   onResponse(message: TunnelResponse): void {
     clearTimeout(this.#headTimer);
     if (this.status !== 0) return this.#protocolViolation("second response head");
+    const headers = responseHeaders(message);
+    if (typeof headers === "string") return this.#protocolViolation(headers);
     this.status = message.status;
     if (message.window > 0) this.sendWindow.grant(message.window);
-    const headers = new Headers();
-    for (const h of message.headers) headers.append(h.name, h.value);
     headers.set("x-request-id", this.requestId);
     if (message.endStream) {
       this.bytesOut = message.body.byteLength;
@@ -97,12 +108,14 @@ export class GatewayStream {
       return this.#finish();
     }
     if (message.body.byteLength > 0) this.#accept(message.body);
+    this.#touch();
     this.#head.resolve(new Response(this.#bodyStream(), { status: message.status, headers }));
   }
 
   onData(message: TunnelData): void {
     if (this.status === 0) return this.#protocolViolation("data before the response head");
     if (message.payload.byteLength > 0) this.#accept(message.payload);
+    this.#touch();
     if (message.endStream) {
       this.#ended = true;
       this.#wake();
@@ -124,7 +137,12 @@ export class GatewayStream {
       this.#head.resolve(error.toResponse(this.requestId));
       return this.#finish();
     }
-    this.#failure = error;
+    // The whole body has arrived: the client may still read it to the end.
+    if (this.#ended) return;
+    // Error the body now rather than at the next pull: a client that stopped reading must not
+    // keep the stream (and its buffered window) alive.
+    this.#controller?.error(error);
+    this.#finish();
     this.#wake();
   }
 
@@ -132,7 +150,6 @@ export class GatewayStream {
   cancel(): void {
     if (this.#finished) return;
     this.#sendClose(TunnelClose_Reason.CANCELLED, "client went away");
-    this.#failure ??= new Error("client went away");
     this.sendWindow.close();
     this.#finish();
   }
@@ -168,6 +185,7 @@ export class GatewayStream {
       const n = Math.min(bytes.byteLength - offset, credit, MAX_FRAME_PAYLOAD);
       this.sendWindow.spend(n);
       this.#sendData(bytes.subarray(offset, offset + n), false);
+      this.#touch();
       offset += n;
     }
     return true;
@@ -182,6 +200,7 @@ export class GatewayStream {
       return this.#protocolViolation("response body beyond the granted window");
     }
     this.#chunks.push(payload);
+    streamStats.buffered(this.receiveWindow.buffered);
     this.#wake();
   }
 
@@ -189,7 +208,10 @@ export class GatewayStream {
     return new ReadableStream<Uint8Array>(
       {
         type: "bytes",
-        pull: (controller) => this.#pull(controller),
+        start: (controller) => {
+          this.#controller = controller;
+        },
+        pull: () => this.#pull(),
         cancel: () => this.cancel(),
       },
       { highWaterMark: 0 },
@@ -198,12 +220,15 @@ export class GatewayStream {
 
   // Credit goes back only when the client's connection pulls: a slow client stalls its own
   // stream at one window and nothing more.
-  async #pull(controller: ReadableByteStreamController): Promise<void> {
-    while (this.#chunks.length === 0 && !this.#ended && this.#failure === null) {
+  async #pull(): Promise<void> {
+    while (this.#chunks.length === 0 && !this.#ended && !this.#finished) {
       await new Promise<void>((resolve) => {
         this.#wakePull = resolve;
       });
     }
+    const controller = this.#controller;
+    // Finished meanwhile: failed (the body is already errored) or cancelled by the client.
+    if (this.#finished || controller === null) return;
     const chunk = this.#chunks.shift();
     if (chunk !== undefined) {
       // enqueue() transfers the chunk's buffer, leaving `chunk` detached: size it first.
@@ -212,10 +237,6 @@ export class GatewayStream {
       this.bytesOut += size;
       this.receiveWindow.handedOn(size);
       return;
-    }
-    if (this.#failure !== null) {
-      controller.error(this.#failure);
-      return this.#finish();
     }
     controller.close();
     this.#finish();
@@ -232,6 +253,22 @@ export class GatewayStream {
     this.fail(ingressError("timeout"));
   }
 
+  // Re-arming one timer per frame is cheaper than a sweep over all streams, and a stream that is
+  // merely quiet (SSE between events) lives as long as the operator allows, not Bun's 10 s.
+  #touch(): void {
+    if (this.#idleTimeoutMs === 0 || this.#finished) return;
+    if (this.#idleTimer === undefined) {
+      this.#idleTimer = setTimeout(() => this.#idle(), this.#idleTimeoutMs);
+    } else {
+      this.#idleTimer.refresh();
+    }
+  }
+
+  #idle(): void {
+    this.#sendClose(TunnelClose_Reason.TIMEOUT, "stream idle for too long");
+    this.fail(ingressError("timeout", "the stream was idle for too long"));
+  }
+
   #protocolViolation(what: string): void {
     this.#sendClose(TunnelClose_Reason.PROTOCOL_ERROR, what);
     this.fail(ingressError("agent_error", what));
@@ -244,10 +281,31 @@ export class GatewayStream {
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
+    streamStats.closed();
     clearTimeout(this.#headTimer);
+    clearTimeout(this.#idleTimer);
     this.#chunks = [];
     this.#carrier.forget(this);
+    this.onFinished?.(this);
   }
+}
+
+/**
+ * The agent's response head as the client gets it, or why it cannot be one. The agent already
+ * drops hop-by-hop headers; this side does not rely on it, and `new Response` would throw on a
+ * status it cannot send or a header that is not valid HTTP.
+ */
+function responseHeaders(message: TunnelResponse): Headers | string {
+  const { status } = message;
+  if (status !== 101 && (status < 200 || status > 599)) return `status ${status} is not a final HTTP status`;
+  const headers = new Headers();
+  const pairs = message.headers.map((h): [string, string] => [h.name.toLowerCase(), h.value]);
+  try {
+    for (const [name, value] of endToEndHeaders(pairs)) headers.append(name, value);
+  } catch (error) {
+    return `invalid response header: ${(error as Error).message}`;
+  }
+  return headers;
 }
 
 function nullBodyStatus(status: number): boolean {
