@@ -19,6 +19,7 @@ import {
 import type { Authenticator } from "./authenticate.ts";
 import { AgentSession } from "./session.ts";
 import type { SessionRegistry } from "./sessions.ts";
+import type { TlsPair } from "./tls.ts";
 
 /** An agent that has not authenticated within this time is disconnected. */
 export const AUTH_TIMEOUT_MS = 5_000;
@@ -30,6 +31,8 @@ interface SocketState {
 }
 
 export interface AgentListenerOptions {
+  /** Serve wss:// with this certificate and key. */
+  tls: TlsPair | undefined;
   hostname: string;
   port: number;
   heartbeatIntervalMs: number;
@@ -122,6 +125,7 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
   };
 
   return Bun.serve<SocketState>({
+    ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
     hostname: options.hostname,
     port: options.port,
     fetch(req, server) {

@@ -1,0 +1,126 @@
+// TLS on both gateway ports with a private CA made at test time: https for clients, wss for
+// agents that trust the CA, and a clear permanent refusal by an agent that cannot verify it.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { loadGatewayConfig } from "../gateway/config.ts";
+import { UsageError } from "../shared/errors.ts";
+import { makeTestCerts, type TestCerts } from "./certs.ts";
+import { Agent, DOMAIN, Gateway } from "./harness.ts";
+import { startEchoService } from "./services.ts";
+
+let certs: TestCerts;
+let gateway: Gateway;
+const service = startEchoService();
+
+beforeAll(async () => {
+  certs = makeTestCerts();
+  gateway = await Gateway.start({ args: ["--tls-cert", certs.serverCert, "--tls-key", certs.serverKey] });
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+  service.stop(true);
+  if (certs) rmSync(certs.dir, { recursive: true, force: true });
+});
+
+function httpsFetch(agentId: string, path: string): Promise<Response> {
+  return fetch(`https://127.0.0.1:${gateway.httpPort}${path}`, {
+    headers: { host: `${agentId}.${DOMAIN}:${gateway.httpPort}`, "x-forwarded-proto": "http" },
+    tls: { ca: readFileSync(certs.caCert, "utf8") },
+  });
+}
+
+describe("TLS", () => {
+  test("the gateway announces https and wss", () => {
+    expect(gateway.proc.output.text).toMatch(/ingress listening on https:\/\//);
+    expect(gateway.proc.output.text).toMatch(/agents connect to wss:\/\//);
+  });
+
+  test("an agent trusting the CA connects over wss, and https requests reach its service", async () => {
+    const agent = new Agent(`wss://localhost:${gateway.wsPort}`, {
+      id: "pi-tls",
+      to: service.port,
+      args: ["--ca", certs.caCert],
+    });
+    try {
+      await agent.ready();
+      expect(agent.proc.output.text).toContain("https://pi-tls.");
+      const res = await httpsFetch("pi-tls", "/hello");
+      expect(res.status).toBe(200);
+      const echo = (await res.json()) as { path: string; headers: [string, string][] };
+      expect(echo.path).toBe("/hello");
+      // The client's own claim is replaced: the gateway knows the connection was TLS.
+      expect(echo.headers.filter(([name]) => name === "x-forwarded-proto")).toEqual([
+        ["x-forwarded-proto", "https"],
+      ]);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  test("an agent that cannot verify the certificate exits non-zero and says why", async () => {
+    const agent = new Agent(`wss://localhost:${gateway.wsPort}`, { id: "pi-untrusted", to: service.port });
+    expect(await agent.proc.exited(15_000)).toBe(1);
+    const output = agent.proc.output.text;
+    expect(output).toContain("TLS certificate does not verify");
+    expect(output).toContain("--ca");
+    expect(output).not.toContain("tunnel ready");
+  });
+
+  test("plain http on the TLS ingress port gets no answer from the tunnel", async () => {
+    const attempt = fetch(`http://127.0.0.1:${gateway.httpPort}/`, {
+      headers: { host: `pi-tls.${DOMAIN}` },
+    }).then(
+      (res) => res.status,
+      () => "refused",
+    );
+    expect(await attempt).not.toBe(200);
+  });
+});
+
+describe("TLS settings", () => {
+  function usageError(flags: Record<string, string>, env: Record<string, string> = {}): string {
+    try {
+      loadGatewayConfig({ dev: true, ...flags }, env);
+    } catch (error) {
+      expect(error).toBeInstanceOf(UsageError);
+      return (error as Error).message;
+    }
+    throw new Error("expected a UsageError");
+  }
+
+  test("a certificate without its key names the missing setting", () => {
+    expect(usageError({ "tls-cert": certs.serverCert })).toBe(
+      "--tls-cert is set but --tls-key (INDRANET_TLS_KEY, tls_key) is not: TLS needs both or neither",
+    );
+    expect(usageError({}, { INDRANET_TLS_KEY: certs.serverKey })).toContain(
+      "INDRANET_TLS_KEY is set but --tls-cert",
+    );
+  });
+
+  test("an unreadable or wrong file is named", () => {
+    expect(usageError({ "tls-cert": "/nonexistent.pem", "tls-key": certs.serverKey })).toBe(
+      "--tls-cert: cannot read /nonexistent.pem: no such file",
+    );
+    expect(usageError({ "tls-cert": certs.serverKey, "tls-key": certs.serverKey })).toContain(
+      "holds no PEM certificate",
+    );
+    expect(usageError({ "tls-cert": certs.serverCert, "tls-key": certs.serverCert })).toContain(
+      "holds no PEM private key",
+    );
+  });
+
+  test("both from the environment load, and a key readable by others is warned about", () => {
+    const config = loadGatewayConfig(
+      { dev: true },
+      { INDRANET_TLS_CERT: certs.serverCert, INDRANET_TLS_KEY: certs.serverKey },
+    );
+    expect(config.tls?.cert).toContain("BEGIN CERTIFICATE");
+    expect(config.warnings).toEqual([]);
+    const exposedKey = join(certs.dir, "ca.key");
+    chmodSync(exposedKey, 0o644);
+    const exposed = loadGatewayConfig({ dev: true, "tls-cert": certs.serverCert, "tls-key": exposedKey }, {});
+    expect(exposed.warnings.join("\n")).toContain("the TLS private key");
+  });
+});
