@@ -28,7 +28,7 @@ BUILD_FLAGS := --compile --minify --bytecode --format=esm \
 	--no-compile-autoload-dotenv --no-compile-autoload-bunfig \
 	--define 'INDRANET_BUILD_VERSION="$(VERSION)"'
 
-.PHONY: help bun deps proto check-proto lint typecheck fmt test-deps build test demo bench clean distclean FORCE
+.PHONY: help bun deps proto check-proto lint typecheck fmt test-deps build release test demo bench clean distclean FORCE
 
 help: ## list the targets
 	@echo "usage: make <target>   (Bun $(BUN_VERSION), version $(VERSION))"
@@ -80,6 +80,16 @@ test-deps: ## install the system packages the tests need (apt)
 	@scripts/install-test-deps.sh
 
 build: $(BINARIES) ## build dist/{gateway,agent}-tunnel-linux-{x64,arm64}
+
+# The checksums cover exactly the four binaries; the x64 one (run here) must report the version.
+release: build ## the four binaries plus dist/SHA256SUMS, version embedded
+	@[[ "$(VERSION)" != *-dirty ]] || echo "warning: releasing $(VERSION) from uncommitted changes" >&2
+	@found=$$(dist/gateway-tunnel-linux-x64 --version 2>/dev/null || true); \
+	if [[ "$$(uname -m)" == x86_64 && "$$found" != *"$(VERSION)"* ]]; then \
+	  echo "dist/gateway-tunnel-linux-x64 reports '$$found', expected $(VERSION)" >&2; exit 1; \
+	fi
+	cd dist && sha256sum $(notdir $(BINARIES)) > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS
+	@echo "release $(VERSION) in dist/:"; cat dist/SHA256SUMS
 
 # The binaries embed the version and the Bun runtime: rebuild them when either changes, even
 # if no source did. The stamp is rewritten only when its content differs.

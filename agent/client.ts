@@ -1,5 +1,6 @@
 // The agent's life: dial the gateway, authenticate, serve streams until the connection ends,
 // then back off and dial again. Only a refused credential ends it for good.
+import { startAdmin } from "../shared/admin.ts";
 import { newNonce, PROTOCOL_VERSION, signConnect } from "../shared/auth.ts";
 import { ConnectError_Code as Code, type ConnectError, type Connected } from "../shared/gen/tunnel_pb.ts";
 import { log } from "../shared/log.ts";
@@ -8,6 +9,7 @@ import { VERSION } from "../shared/version.ts";
 import { backoffDelay } from "./backoff.ts";
 import type { AgentConfig } from "./config.ts";
 import { LocalPool } from "./local-pool.ts";
+import { AgentMetrics } from "./metrics.ts";
 import { TunnelConnection } from "./tunnel.ts";
 
 /** Each dial gets this long to open and authenticate: a black-holed SYN would otherwise wait minutes. */
@@ -25,7 +27,24 @@ const PERMANENT = new Set<Code>([
 type Outcome =
   | { kind: "refused"; error: ConnectError }
   | { kind: "lost"; served: boolean; why: string }
+  | { kind: "untrusted"; why: string }
+  | { kind: "goaway" }
   | { kind: "stopped" };
+
+/** What every connection of one agent run shares. */
+interface Run {
+  config: AgentConfig;
+  pool: LocalPool;
+  /** Resolves on SIGTERM or SIGINT. */
+  stop: Promise<void>;
+  /** Ready connections, older ones finishing their streams after a GoAway included. */
+  tunnels: Set<TunnelConnection>;
+  /** One per socket not yet closed; resolves when it is. */
+  sockets: Set<Promise<void>>;
+}
+
+/** After the grace period, how long a socket may take to close before the agent exits anyway. */
+const CLOSE_TIMEOUT_MS = 1_000;
 
 export interface AgentHandle {
   /** Resolves with the process exit code. */
@@ -45,14 +64,30 @@ export function startAgent(config: AgentConfig): AgentHandle {
   const pool = new LocalPool(config.to.host, config.to.port);
   const stopped = Promise.withResolvers<void>();
   let stopping = false;
+  const run: Run = { config, pool, stop: stopped.promise, tunnels: new Set(), sockets: new Set() };
+  const metrics = new AgentMetrics(run.tunnels, () => stopping);
+  const admin =
+    config.admin === "off"
+      ? null
+      : startAdmin({
+          address: config.admin,
+          healthy: () => !stopping && run.tunnels.size > 0,
+          metrics: metrics.registry,
+        });
 
   const loop = async (): Promise<number> => {
     let failures = 0;
     let gatewayIndex = 0;
     while (!stopping) {
       const gateway = config.gateways[gatewayIndex % config.gateways.length] as string;
-      const outcome = await dialOnce(config, gateway, pool, stopped.promise);
+      metrics.dials.inc();
+      const outcome = await dialOnce(run, gateway);
       if (outcome.kind === "stopped") break;
+      if (outcome.kind === "untrusted") {
+        log.error(`${gateway}: ${outcome.why}`);
+        pool.closeAll();
+        return 1;
+      }
       if (outcome.kind === "refused") {
         const { code, message } = outcome.error;
         if (PERMANENT.has(code)) {
@@ -61,16 +96,23 @@ export function startAgent(config: AgentConfig): AgentHandle {
           return 1;
         }
         log.warn(`gateway refused the connection for now (${Code[code]}): ${message}`);
+      } else if (outcome.kind === "goaway") {
+        log.info("dialling again while the streams in flight finish on the old connection");
       } else {
         log.warn(`connection to ${gateway} lost: ${outcome.why}`);
       }
-      failures = outcome.kind === "lost" && outcome.served ? 0 : failures + 1;
+      const served = outcome.kind === "goaway" || (outcome.kind === "lost" && outcome.served);
+      failures = served ? 0 : failures + 1;
       gatewayIndex++;
       const delay = backoffDelay(failures);
       log.info(`reconnecting in ${(delay / 1000).toFixed(1)} s`);
       await Promise.race([Bun.sleep(delay), stopped.promise]);
     }
+    // Older connections may still be finishing their streams (each within its own grace period).
+    const closing = Promise.all(run.sockets);
+    await Promise.race([closing, Bun.sleep(config.shutdownGraceMs + CLOSE_TIMEOUT_MS)]);
     pool.closeAll();
+    await admin?.stop(true);
     return 0;
   };
 
@@ -83,14 +125,15 @@ export function startAgent(config: AgentConfig): AgentHandle {
   };
 }
 
-/** One connection, from dial to close. */
-function dialOnce(
-  config: AgentConfig,
-  gateway: string,
-  pool: LocalPool,
-  stop: Promise<void>,
-): Promise<Outcome> {
+/**
+ * One connection, from dial to close; the outcome may come earlier, on a GoAway, while the
+ * connection finishes its streams.
+ */
+function dialOnce(run: Run, gateway: string): Promise<Outcome> {
+  const { config, pool } = run;
   const { promise, resolve } = Promise.withResolvers<Outcome>();
+  const socketClosed = Promise.withResolvers<void>();
+  run.sockets.add(socketClosed.promise);
   log.info(`connecting to ${gateway} as '${config.agentId}'`);
   const ws = new WebSocket(gateway, {
     perMessageDeflate: false,
@@ -99,13 +142,15 @@ function dialOnce(
   ws.binaryType = "arraybuffer";
   let tunnel: TunnelConnection | null = null;
   let refused: ConnectError | null = null;
+  let untrusted: string | null = null;
 
   const dialTimer = setTimeout(() => {
     log.warn(`no answer from ${gateway} within ${CONNECT_TIMEOUT_MS / 1000} s`);
     ws.terminate();
   }, CONNECT_TIMEOUT_MS);
 
-  void stop.then(() => {
+  void run.stop.then(async () => {
+    if (tunnel) await finishStreams(tunnel, config.shutdownGraceMs);
     ws.close(1000, "agent stopping");
     resolve({ kind: "stopped" });
   });
@@ -130,8 +175,14 @@ function dialOnce(
       return;
     }
     clearTimeout(dialTimer);
-    tunnel = new TunnelConnection(ws, pool);
-    tunnel.startHeartbeat(first.connected.heartbeatIntervalMs);
+    const ready = new TunnelConnection(ws, pool);
+    tunnel = ready;
+    run.tunnels.add(ready);
+    ready.onGoAway = () => {
+      resolve({ kind: "goaway" });
+      void ready.whenIdle().then(() => ws.close(1000, "finished after the gateway's GoAway"));
+    };
+    ready.startHeartbeat(first.connected.heartbeatIntervalMs);
     log.success(`tunnel ready: ${first.connected.url} → http://${config.to.host}:${config.to.port}`);
   });
 
@@ -139,15 +190,48 @@ function dialOnce(
     clearTimeout(dialTimer);
     const served = tunnel !== null;
     tunnel?.dispose();
+    if (tunnel) run.tunnels.delete(tunnel);
+    run.sockets.delete(socketClosed.promise);
+    socketClosed.resolve();
     if (refused) return resolve({ kind: "refused", error: refused });
+    if (untrusted) return resolve({ kind: "untrusted", why: untrusted });
     resolve({ kind: "lost", served, why: event.reason || `closed with code ${event.code}` });
   });
 
-  ws.addEventListener("error", () => {
-    // A failed dial also emits close, which settles the outcome; nothing else to do here.
+  ws.addEventListener("error", (event) => {
+    // A failed dial also emits close, which settles the outcome; a certificate that does not
+    // verify is remembered for it, because dialling again cannot fix that.
+    untrusted = certificateProblem(event);
   });
 
   return promise;
+}
+
+// OpenSSL's verification failures and the host name check; a reset or a timeout during the
+// handshake matches none of these and stays a transient loss.
+const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|VERIFY|ISSUER|ALTNAME|HOSTNAME/;
+
+function certificateProblem(event: Event): string | null {
+  const error = (event as ErrorEvent).error as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof error?.code === "string" ? error.code : "";
+  if (!CERTIFICATE_ERROR.test(code)) return null;
+  const reason = String(error?.message ?? "").replace(/^.*TLS handshake failed: /, "");
+  return (
+    `the gateway's TLS certificate does not verify (${code}: ${reason}); ` +
+    "pass --ca FILE with the CA that signed it, or fix the certificate on the gateway"
+  );
+}
+
+/** Stopping: refuse new streams and give those in flight up to `graceMs` to finish. */
+async function finishStreams(tunnel: TunnelConnection, graceMs: number): Promise<void> {
+  tunnel.drain();
+  const busy = tunnel.exchanges.size;
+  if (busy === 0) return;
+  log.info(`finishing ${busy} stream(s) in flight, up to ${graceMs / 1000} s`);
+  const idle = tunnel.whenIdle().then(() => true);
+  if (!(await Promise.race([idle, Bun.sleep(graceMs).then(() => false)]))) {
+    log.warn(`grace period over: cutting ${tunnel.exchanges.size} stream(s) still in flight`);
+  }
 }
 
 type FirstMessage = { kind: "connected"; connected: Connected } | { kind: "refused"; error: ConnectError };

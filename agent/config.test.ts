@@ -43,6 +43,8 @@ describe("agent config", () => {
       to: { host: "127.0.0.1", port: 80 },
       logLevel: "info",
       logFormat: "text",
+      shutdownGraceMs: 10_000,
+      admin: "off",
       warnings: [],
     });
   });

@@ -1,5 +1,6 @@
 // The agent's settings from flags and INDRANET_* variables (a flag wins), validated once at start-up.
 import { readFileSync } from "node:fs";
+import { type AdminAddress, adminAddressKind } from "../shared/admin.ts";
 import { isValidAgentId } from "../shared/auth.ts";
 import {
   type Env,
@@ -29,6 +30,10 @@ export interface AgentConfig {
   ca?: string;
   logLevel: string;
   logFormat: LogFormat;
+  /** On SIGTERM, streams in flight get this long to finish. */
+  shutdownGraceMs: number;
+  /** /healthz and /metrics, only when asked for. */
+  admin: AdminAddress | "off";
   /** Problems worth telling the user that do not stop the agent. */
   warnings: string[];
 }
@@ -37,6 +42,8 @@ const DEFAULT_GATEWAY_PORT = 8080;
 const DEFAULT_TO: AgentConfig["to"] = { host: "127.0.0.1", port: 80 };
 const TO_EXPECTED = "PORT, HOST:PORT or http://HOST:PORT";
 const servicePort = integerKind("a port from 1 to 65535", 1, 65535);
+const graceSeconds = integerKind("a whole number of seconds from 0 to 3600", 0, 3600);
+const DEFAULT_GRACE_SECONDS = 10;
 
 export function loadAgentConfig(flags: Flags, env: Env): AgentConfig {
   const warnings: string[] = [];
@@ -44,6 +51,8 @@ export function loadAgentConfig(flags: Flags, env: Env): AgentConfig {
   const ca = pick(flags, env, "ca", "INDRANET_CA");
   const logLevel = pick(flags, env, "log-level", "INDRANET_LOG_LEVEL");
   const logFormat = pick(flags, env, "log-format", "INDRANET_LOG_FORMAT");
+  const grace = pick(flags, env, "shutdown-grace", "INDRANET_SHUTDOWN_GRACE");
+  const admin = pick(flags, env, "admin", "INDRANET_ADMIN");
   return {
     gateways: parseGateways(required(flags, env, "gateway", "INDRANET_GATEWAY")),
     token: required(flags, env, "token", "INDRANET_TOKEN").text,
@@ -53,6 +62,8 @@ export function loadAgentConfig(flags: Flags, env: Env): AgentConfig {
     ...(ca ? { ca: readCa(ca) } : {}),
     logLevel: logLevel ? parseSetting(logLevelKind, logLevel) : "info",
     logFormat: logFormat ? parseSetting(logFormatKind, logFormat) : "text",
+    shutdownGraceMs: (grace ? parseSetting(graceSeconds, grace) : DEFAULT_GRACE_SECONDS) * 1000,
+    admin: admin ? parseSetting(adminAddressKind, admin) : "off",
     warnings,
   };
 }

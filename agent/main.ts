@@ -38,6 +38,16 @@ const connectArgs = {
     valueHint: "file",
     description: "PEM CA certificate to trust for wss:// (INDRANET_CA)",
   },
+  "shutdown-grace": {
+    type: "string",
+    valueHint: "seconds",
+    description: "on SIGTERM, let streams in flight finish this long (INDRANET_SHUTDOWN_GRACE; default 10)",
+  },
+  admin: {
+    type: "string",
+    valueHint: "addr",
+    description: "serve /healthz and /metrics on HOST:PORT (INDRANET_ADMIN; default off)",
+  },
   ...loggingArgs,
 } satisfies ArgsDef;
 

@@ -2,7 +2,9 @@
 // flag, an INDRANET_* variable, the TOML file (--config) or a default.
 import { randomBytes } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
+import { isIP } from "node:net";
 import { dirname, resolve } from "node:path";
+import { type AdminAddress, adminAddressKind, DEFAULT_ADMIN } from "../shared/admin.ts";
 import { isValidAgentId } from "../shared/auth.ts";
 import {
   type Env,
@@ -22,6 +24,7 @@ import {
 import { UsageError } from "../shared/errors.ts";
 import type { LogFormat } from "../shared/log.ts";
 import type { TokenEntry } from "./authenticate.ts";
+import { readTlsPair, type TlsFiles, type TlsPair } from "./tls.ts";
 
 export type { TokenEntry };
 
@@ -33,11 +36,21 @@ export interface GatewayConfig {
   httpPort: number;
   wsPort: number;
   requestTimeoutMs: number;
+  /** A stream with no body bytes either way for this long is cut; 0 never. */
+  idleTimeoutMs: number;
   heartbeatIntervalMs: number;
   maxStreamsPerAgent: number;
   /** `UNLIMITED_BODY` when no limit is configured (`max_request_body = 0`, the default). */
   maxRequestBodyBytes: number;
+  /** On SIGTERM, in-flight requests get this long to finish before the gateway exits. */
+  shutdownGraceMs: number;
+  /** The /healthz, /metrics and /api/agents listener, or "off". */
+  admin: AdminAddress | "off";
   tokens: TokenEntry[];
+  /** Set when both ports serve TLS (`https://`, `wss://`). */
+  tls?: TlsFiles & TlsPair;
+  /** Front proxies whose X-Forwarded-* headers are kept (XFF is appended to); canonical addresses. */
+  trustedProxies: string[];
   dev: boolean;
   configPath?: string;
   logLevel: string;
@@ -67,6 +80,12 @@ function secondsToMs(value: number): number | undefined {
   return ms >= 1 && value <= MAX_TIMER_SECONDS ? ms : undefined;
 }
 
+const secondsOrNever: Kind<number> = {
+  expected: `a number of seconds up to ${MAX_TIMER_SECONDS}, or 0 for never`,
+  fromText: (text) => (text === "0" ? 0 : seconds.fromText(text)),
+  fromFile: (value) => (value === 0 ? 0 : seconds.fromFile(value)),
+};
+
 const streamCount = integerKind("a whole number of at least 1", 1, Number.MAX_SAFE_INTEGER);
 
 const bodyLimit = mapKind(
@@ -84,7 +103,13 @@ const address = textKind("a listen address such as 0.0.0.0 or ::", (text) =>
   text !== "" && !/\s/.test(text) ? text : undefined,
 );
 
-type Scalars = Omit<GatewayConfig, "tokens" | "dev" | "configPath" | "warnings" | "devCredentials">;
+type Scalars = Omit<
+  GatewayConfig,
+  "tokens" | "tls" | "trustedProxies" | "dev" | "configPath" | "warnings" | "devCredentials"
+>;
+
+/** What the file holds besides scalars and tokens: TLS paths, resolved next to the file. */
+type FileConfig = Partial<GatewayConfig> & { tlsCert?: string; tlsKey?: string };
 
 interface Field<T> {
   flag: string;
@@ -106,6 +131,13 @@ const FIELDS: { [K in keyof Scalars]: Field<Scalars[K]> } = {
     key: "request_timeout",
     kind: seconds,
     fallback: 10_000,
+  },
+  idleTimeoutMs: {
+    flag: "idle-timeout",
+    env: "INDRANET_IDLE_TIMEOUT",
+    key: "idle_timeout",
+    kind: secondsOrNever,
+    fallback: 300_000,
   },
   heartbeatIntervalMs: {
     flag: "heartbeat",
@@ -142,10 +174,30 @@ const FIELDS: { [K in keyof Scalars]: Field<Scalars[K]> } = {
     kind: logFormatKind,
     fallback: "text",
   },
+  shutdownGraceMs: {
+    flag: "shutdown-grace",
+    env: "INDRANET_SHUTDOWN_GRACE",
+    key: "shutdown_grace",
+    kind: seconds,
+    fallback: 10_000,
+  },
+  admin: {
+    flag: "admin",
+    env: "INDRANET_ADMIN",
+    key: "admin",
+    kind: adminAddressKind,
+    fallback: DEFAULT_ADMIN,
+  },
 };
 
 const FIELD_ENTRIES = Object.entries(FIELDS) as [keyof Scalars, Field<unknown>][];
-const FILE_KEYS = [...FIELD_ENTRIES.map(([, field]) => field.key), "tokens"];
+const FILE_KEYS = [
+  ...FIELD_ENTRIES.map(([, field]) => field.key),
+  "tls_cert",
+  "tls_key",
+  "trusted_proxies",
+  "tokens",
+];
 const TOKEN_KEYS = ["token", "secret", "secret_file", "agents"];
 
 // Agent ids are DNS labels; a pattern may add `*` for any run of label characters.
@@ -154,11 +206,15 @@ const AGENT_PATTERN = /^[a-z0-9*-]{1,63}$/;
 export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
   const configFile = pick(flags, env, "config", "INDRANET_CONFIG");
   const file = configFile ? parseConfigFile(configFile.text) : {};
+  const warnings = [...(file.warnings ?? [])];
+  const tls = resolveTls(flags, env, file, configFile?.text ?? "", warnings);
   const config: GatewayConfig = {
     ...resolveScalars(flags, env, file),
+    ...(tls ? { tls } : {}),
+    trustedProxies: resolveTrustedProxies(flags, env, file),
     tokens: file.tokens ?? [],
     dev: flags.dev === true,
-    warnings: file.warnings ?? [],
+    warnings,
     ...(configFile ? { configPath: configFile.text } : {}),
   };
   if (config.tokens.length > 0) return config;
@@ -166,6 +222,53 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
     throw new UsageError("no tokens configured: pass --config FILE with [[tokens]] or use --dev");
   const dev = devToken();
   return { ...config, tokens: [dev], devCredentials: { token: dev.token, secret: dev.secret } };
+}
+
+/** Both of --tls-cert and --tls-key (each from a flag, a variable or the file) or neither. */
+function resolveTls(
+  flags: Flags,
+  env: Env,
+  file: FileConfig,
+  configPath: string,
+  warnings: string[],
+): GatewayConfig["tls"] {
+  const fromFile = (path: string | undefined, key: string) =>
+    path === undefined ? undefined : { text: path, name: `${configPath}: ${key}` };
+  const cert = pick(flags, env, "tls-cert", "INDRANET_TLS_CERT") ?? fromFile(file.tlsCert, "tls_cert");
+  const key = pick(flags, env, "tls-key", "INDRANET_TLS_KEY") ?? fromFile(file.tlsKey, "tls_key");
+  if (!cert && !key) return undefined;
+  if (!cert || !key) {
+    const missing = cert
+      ? "--tls-key (INDRANET_TLS_KEY, tls_key)"
+      : "--tls-cert (INDRANET_TLS_CERT, tls_cert)";
+    throw new UsageError(`${(cert ?? key)?.name} is set but ${missing} is not: TLS needs both or neither`);
+  }
+  const files = { certFile: cert.text, keyFile: key.text, certName: cert.name, keyName: key.name };
+  const { pair, warning } = readTlsPair(files);
+  if (warning) warnings.push(warning);
+  return { ...files, ...pair };
+}
+
+function resolveTrustedProxies(flags: Flags, env: Env, file: FileConfig): string[] {
+  const setting = pick(flags, env, "trust-proxy", "INDRANET_TRUST_PROXY");
+  if (!setting) return file.trustedProxies ?? [];
+  return readTrustedProxies(setting.name, setting.text === "" ? [] : setting.text.split(","));
+}
+
+function readTrustedProxies(name: string, value: unknown): string[] {
+  if (!Array.isArray(value) || !value.every((a) => typeof a === "string")) {
+    throw new UsageError(`${name} must be an array of IP addresses, e.g. ["127.0.0.1"]`);
+  }
+  return value.map((text) => {
+    const address = text.trim();
+    if (isIP(address) === 0) throw new UsageError(`${name}: '${text}' is not an IP address`);
+    return canonicalAddress(address);
+  });
+}
+
+/** One spelling per address, so that `::ffff:127.0.0.1` from a dual-stack socket matches 127.0.0.1. */
+export function canonicalAddress(address: string): string {
+  return address.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
 }
 
 function resolveScalars(flags: Flags, env: Env, file: Partial<GatewayConfig>): Scalars {
@@ -187,12 +290,22 @@ function devToken(): TokenEntry {
 }
 
 /** Reads and checks the TOML file; every error names the file and the key. */
-export function parseConfigFile(path: string): Partial<GatewayConfig> {
+export function parseConfigFile(path: string): FileConfig {
   const { table, mode } = readToml(path);
   const config: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(table)) {
     if (key === "tokens") {
       Object.assign(config, readTokens(path, value, mode));
+      continue;
+    }
+    if (key === "tls_cert" || key === "tls_key") {
+      if (typeof value !== "string" || value === "")
+        throw new UsageError(`${path}: ${key} must be a file path`);
+      config[key === "tls_cert" ? "tlsCert" : "tlsKey"] = resolve(dirname(path), value);
+      continue;
+    }
+    if (key === "trusted_proxies") {
+      config.trustedProxies = readTrustedProxies(`${path}: trusted_proxies`, value);
       continue;
     }
     const entry = FIELD_ENTRIES.find(([, field]) => field.key === key);
@@ -202,7 +315,7 @@ export function parseConfigFile(path: string): Partial<GatewayConfig> {
     if (parsed === undefined) throw new UsageError(`${path}: ${key} must be ${field.kind.expected}`);
     config[prop] = parsed;
   }
-  return config as Partial<GatewayConfig>;
+  return config as FileConfig;
 }
 
 function readToml(path: string): { table: Record<string, unknown>; mode: number } {

@@ -4,24 +4,39 @@ import type { Server } from "bun";
 import { endToEndHeaders } from "../shared/headers.ts";
 import { log } from "../shared/log.ts";
 import { encodeEnvelope, INITIAL_WINDOW, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
-import { ingressError } from "./errors.ts";
-import type { GatewayStream } from "./inflight.ts";
+import type { Exchange } from "./access-log.ts";
+import { canonicalAddress } from "./config.ts";
+import { type IngressError, ingressError } from "./errors.ts";
 import type { SessionRegistry } from "./sessions.ts";
+import type { TlsPair } from "./tls.ts";
+import {
+  upgradeThroughTunnel,
+  type WebSocketBridge,
+  wantsWebSocket,
+  websocketHandler,
+} from "./websocket-bridge.ts";
 
 export interface IngressOptions {
+  /** Serve https:// with this certificate and key. */
+  tls: TlsPair | undefined;
+  /** Canonical addresses of front proxies whose X-Forwarded-* headers are kept. */
+  trustedProxies: ReadonlySet<string>;
   hostname: string;
   port: number;
   domain: string;
   requestTimeoutMs: number;
+  idleTimeoutMs: number;
   maxStreamsPerAgent: number;
   maxRequestBodyBytes: number;
   registry: SessionRegistry;
   /** Maps a Host header to an agent id, or null when the host is not ours. */
   route: (host: string | null) => string | null;
   accepting: () => boolean;
+  /** Told of every request once its response is over: the access log and the metrics. */
+  observe: (exchange: Exchange) => void;
 }
 
-/** Headers the gateway sets itself; any copies the client sent are replaced, never trusted. */
+/** Headers the gateway sets itself; copies sent by anyone but a trusted proxy are replaced. */
 const FORWARDING_HEADERS = new Set([
   "x-forwarded-for",
   "x-forwarded-host",
@@ -29,12 +44,14 @@ const FORWARDING_HEADERS = new Set([
   "x-request-id",
 ]);
 
-export function startIngress(options: IngressOptions): Server<undefined> {
-  const server: Server<undefined> = Bun.serve({
+export function startIngress(options: IngressOptions): Server<WebSocketBridge> {
+  const server: Server<WebSocketBridge> = Bun.serve({
+    ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
     hostname: options.hostname,
     port: options.port,
     maxRequestBodySize: options.maxRequestBodyBytes,
     fetch: (req, srv) => forward(req, srv, options),
+    websocket: websocketHandler,
     error(error) {
       log.error(`ingress: ${error.message}`);
       return new Response("500 internal gateway error\n", { status: 500 });
@@ -43,31 +60,53 @@ export function startIngress(options: IngressOptions): Server<undefined> {
   return server;
 }
 
-async function forward(req: Request, server: Server<undefined>, options: IngressOptions): Promise<Response> {
-  if (!options.accepting()) return ingressError("gateway_shutting_down").toResponse();
+async function forward(
+  req: Request,
+  server: Server<WebSocketBridge>,
+  options: IngressOptions,
+): Promise<Response | undefined> {
+  const startedAt = performance.now();
+  const refuse = (error: IngressError, agentId = "") => answered(req, agentId, error, startedAt, options);
+  if (!options.accepting()) return refuse(ingressError("gateway_shutting_down"));
   const host = req.headers.get("host");
   const agentId = options.route(host);
-  if (agentId === null) return ingressError("unknown_host", host ?? "no Host header").toResponse();
+  if (agentId === null) return refuse(ingressError("unknown_host", host ?? "no Host header"));
   const session = options.registry.pick(agentId);
-  if (!session) return ingressError("agent_not_connected", agentId).toResponse();
+  if (!session) return refuse(ingressError("agent_not_connected", agentId), agentId);
   if (session.streams.size >= options.maxStreamsPerAgent) {
-    return ingressError("too_many_streams", `${options.maxStreamsPerAgent} in flight`).toResponse();
+    return refuse(ingressError("too_many_streams", `${options.maxStreamsPerAgent} in flight`), agentId);
   }
   const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);
-  if (contentLength > options.maxRequestBodyBytes) return ingressError("payload_too_large").toResponse();
+  if (contentLength > options.maxRequestBodyBytes) return refuse(ingressError("payload_too_large"), agentId);
 
   // The tunnel enforces its own timeouts; Bun's idle timer would also cut quiet streams (SSE).
   server.timeout(req, 0);
+  if (wantsWebSocket(req)) {
+    const requestId = crypto.randomUUID();
+    const headers = requestHeaders(req, server, options, host ?? "", requestId);
+    return upgradeThroughTunnel(req, server, session, { requestId, headers }, options.requestTimeoutMs);
+  }
   const stream = session.openStream({
     requestId: crypto.randomUUID(),
     sendWindow: INITIAL_WINDOW,
     receiveWindow: INITIAL_WINDOW,
     headTimeoutMs: options.requestTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs,
   });
   req.signal.addEventListener("abort", () => stream.cancel(), { once: true });
 
   const url = new URL(req.url);
-  const headers = requestHeaders(req, server, host ?? "", stream.requestId);
+  stream.onFinished = (done) =>
+    options.observe({
+      requestId: done.requestId,
+      agentId,
+      method: req.method,
+      path: url.pathname,
+      status: done.status,
+      bytes: done.bytesOut,
+      durationMs: performance.now() - startedAt,
+    });
+  const headers = requestHeaders(req, server, options, host ?? "", stream.requestId);
   const inline = await inlineBody(req, contentLength);
   session.send(
     encodeEnvelope({
@@ -85,8 +124,27 @@ async function forward(req: Request, server: Server<undefined>, options: Ingress
     }),
   );
   if (inline === null && req.body) void stream.pumpRequestBody(req.body);
-  const response = await stream.response;
-  logExchange(req, agentId, stream, url.pathname);
+  return stream.response;
+}
+
+/** An answer the gateway gives itself, before any stream is opened. */
+function answered(
+  req: Request,
+  agentId: string,
+  error: IngressError,
+  startedAt: number,
+  options: IngressOptions,
+): Response {
+  const response = error.toResponse();
+  options.observe({
+    requestId: "",
+    agentId,
+    method: req.method,
+    path: new URL(req.url).pathname,
+    status: error.status,
+    bytes: 0,
+    durationMs: performance.now() - startedAt,
+  });
   return response;
 }
 
@@ -103,9 +161,12 @@ async function inlineBody(req: Request, contentLength: number): Promise<Uint8Arr
 
 type HeaderInit = { name: string; value: string };
 
+// Behind a trusted front proxy the client's address is appended to the proxy's X-Forwarded-For
+// and its X-Forwarded-Host/-Proto are kept; from anyone else all three are replaced.
 function requestHeaders(
   req: Request,
-  server: Server<undefined>,
+  server: Server<WebSocketBridge>,
+  options: IngressOptions,
   host: string,
   requestId: string,
 ): HeaderInit[] {
@@ -116,17 +177,14 @@ function requestHeaders(
     headers.push({ name, value });
   }
   const clientIp = server.requestIP(req)?.address ?? "";
-  const proto = req.url.startsWith("https:") ? "https" : "http";
+  const trusted = options.trustedProxies.has(canonicalAddress(clientIp));
+  const sent = (name: string) => (trusted ? req.headers.get(name) : null);
+  const priorFor = sent("x-forwarded-for");
   headers.push(
-    { name: "x-forwarded-for", value: clientIp },
-    { name: "x-forwarded-host", value: host },
-    { name: "x-forwarded-proto", value: proto },
+    { name: "x-forwarded-for", value: priorFor ? `${priorFor}, ${clientIp}` : clientIp },
+    { name: "x-forwarded-host", value: sent("x-forwarded-host") ?? host },
+    { name: "x-forwarded-proto", value: sent("x-forwarded-proto") ?? (options.tls ? "https" : "http") },
     { name: "x-request-id", value: requestId },
   );
   return headers;
-}
-
-function logExchange(req: Request, agentId: string, stream: GatewayStream, path: string): void {
-  const ms = (performance.now() - stream.startedAt).toFixed(1);
-  log.debug(`${stream.requestId} ${agentId} ${req.method} ${path} ${stream.status} ${ms}ms`);
 }

@@ -1,6 +1,9 @@
 // gateway-tunnel: the command line only. Everything it runs starts in server.ts.
 import { type ArgsDef, defineCommand } from "citty";
+import { adminAddressKind, DEFAULT_ADMIN } from "../shared/admin.ts";
 import { exitOnStartupError, flagValues, loggingArgs, rejectUnknownFlags, runBinary } from "../shared/cli.ts";
+import { parseSetting, pick } from "../shared/config.ts";
+import { UsageError } from "../shared/errors.ts";
 import { configureLogging, log } from "../shared/log.ts";
 import { type GatewayConfig, loadGatewayConfig } from "./config.ts";
 
@@ -27,6 +30,12 @@ const serveArgs = {
     valueHint: "seconds",
     description: "wait this long for response headers, then 504 (INDRANET_REQUEST_TIMEOUT; default 10)",
   },
+  "idle-timeout": {
+    type: "string",
+    valueHint: "seconds",
+    description:
+      "cut a stream with no body bytes for this long; 0 never (INDRANET_IDLE_TIMEOUT; default 300)",
+  },
   heartbeat: {
     type: "string",
     valueHint: "seconds",
@@ -42,6 +51,33 @@ const serveArgs = {
     valueHint: "bytes",
     description: "largest request body, then 413; 0 for none (INDRANET_MAX_BODY; default 0)",
   },
+  "tls-cert": {
+    type: "string",
+    valueHint: "file",
+    description: "PEM certificate (chain): both ports serve TLS, https and wss (INDRANET_TLS_CERT)",
+  },
+  "tls-key": {
+    type: "string",
+    valueHint: "file",
+    description: "PEM private key for --tls-cert (INDRANET_TLS_KEY)",
+  },
+  "trust-proxy": {
+    type: "string",
+    valueHint: "addrs",
+    description:
+      "comma-separated front-proxy IPs whose X-Forwarded-* headers are kept (INDRANET_TRUST_PROXY)",
+  },
+  "shutdown-grace": {
+    type: "string",
+    valueHint: "seconds",
+    description: "on SIGTERM, let requests in flight finish this long (INDRANET_SHUTDOWN_GRACE; default 10)",
+  },
+  admin: {
+    type: "string",
+    valueHint: "addr",
+    description:
+      "/healthz, /metrics, /api/agents on HOST:PORT, or off (INDRANET_ADMIN; default 127.0.0.1:9180)",
+  },
   dev: {
     type: "boolean",
     description: "without tokens, generate a throwaway one and print the agent command",
@@ -55,7 +91,8 @@ const serve = defineCommand({
   async run({ args, rawArgs }) {
     try {
       rejectUnknownFlags(rawArgs, serveArgs);
-      const config = loadGatewayConfig(flagValues(args, serveArgs), process.env);
+      const flags = flagValues(args, serveArgs);
+      const config = loadGatewayConfig(flags, process.env);
       configureLogging(config.logLevel, config.logFormat);
       for (const warning of config.warnings) log.warn(warning);
       // Loaded here so that --help, --version and usage errors never depend on the server's code.
@@ -63,6 +100,11 @@ const serve = defineCommand({
       const gateway = await startGateway(config);
       if (config.devCredentials) logDevCommand(config, config.devCredentials, gateway);
       stopOnSignals(() => gateway.stop());
+      process.on("SIGHUP", () => {
+        if (!config.configPath) return log.warn("SIGHUP: there is no --config file to re-read");
+        log.info(`SIGHUP: re-reading ${config.configPath}`);
+        gateway.reload(() => loadGatewayConfig(flags, process.env));
+      });
     } catch (error) {
       exitOnStartupError(error);
     }
@@ -103,4 +145,29 @@ function stopOnSignals(stop: () => Promise<void>): void {
   process.on("SIGTERM", onSignal);
 }
 
-await runBinary("gateway-tunnel", "indraNet Ingress-Tunnel gateway", { serve });
+const agentsArgs = {
+  admin: {
+    type: "string",
+    valueHint: "addr",
+    description: "the gateway's admin listener (INDRANET_ADMIN; default 127.0.0.1:9180)",
+  },
+} satisfies ArgsDef;
+
+const agents = defineCommand({
+  meta: { name: "agents", description: "List the agents connected to a running gateway" },
+  args: agentsArgs,
+  async run({ args, rawArgs }) {
+    try {
+      rejectUnknownFlags(rawArgs, agentsArgs);
+      const setting = pick(flagValues(args, agentsArgs), process.env, "admin", "INDRANET_ADMIN");
+      const address = setting ? parseSetting(adminAddressKind, setting) : DEFAULT_ADMIN;
+      if (address === "off") throw new UsageError(`${setting?.name}: the admin listener is needed here`);
+      const { fetchAgents, formatAgents } = await import("./admin.ts");
+      process.stdout.write(formatAgents(await fetchAgents(address)));
+    } catch (error) {
+      exitOnStartupError(error);
+    }
+  },
+});
+
+await runBinary("gateway-tunnel", "indraNet Ingress-Tunnel gateway", { serve, agents });

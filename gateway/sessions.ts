@@ -8,6 +8,9 @@ export const PROBE_TIMEOUT_MS = 2_000;
 export class SessionRegistry {
   readonly #byId = new Map<string, AgentSession[]>();
   #roundRobin = 0;
+  /** Bytes of sessions already gone, so the byte counters never go down. */
+  #retiredBytesIn = 0;
+  #retiredBytesOut = 0;
 
   /** Newest last. */
   sessionsFor(agentId: string): readonly AgentSession[] {
@@ -21,6 +24,19 @@ export class SessionRegistry {
   get size(): number {
     let n = 0;
     for (const list of this.#byId.values()) n += list.length;
+    return n;
+  }
+
+  /** WebSocket bytes received from agents since the gateway started. */
+  bytesIn(): number {
+    let n = this.#retiredBytesIn;
+    for (const session of this.all()) n += session.bytesIn;
+    return n;
+  }
+
+  bytesOut(): number {
+    let n = this.#retiredBytesOut;
+    for (const session of this.all()) n += session.bytesOut;
     return n;
   }
 
@@ -44,7 +60,9 @@ export class SessionRegistry {
 
   remove(session: AgentSession): void {
     const list = this.#byId.get(session.info.agentId);
-    if (!list) return;
+    if (!list?.includes(session)) return;
+    this.#retiredBytesIn += session.bytesIn;
+    this.#retiredBytesOut += session.bytesOut;
     const rest = list.filter((s) => s !== session);
     if (rest.length === 0) this.#byId.delete(session.info.agentId);
     else this.#byId.set(session.info.agentId, rest);

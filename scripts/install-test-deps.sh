@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, and only those that are missing:
-# curl and openssl (used by end-to-end tests), and qemu-user with the foreign libc so the
-# binary built for the other architecture runs here (arm64 under qemu stands in for a
-# Raspberry Pi). Quick and silent when everything is already present.
+# curl and openssl (used by end-to-end tests), systemd-analyze (unit file checks), and
+# qemu-user with the foreign libc so the binary built for the other architecture runs here
+# (arm64 under qemu stands in for a Raspberry Pi). Quick and silent when everything is
+# already present.
 set -euo pipefail
 
 native_arch=$(dpkg --print-architecture)
@@ -23,6 +24,8 @@ missing=()
 need_arch=false
 command -v curl >/dev/null || installed curl || missing+=(curl)
 command -v openssl >/dev/null || installed openssl || missing+=(openssl)
+# systemd-analyze verifies the unit files; it works without systemd running (containers).
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 # qemu-user-static provides the same command; either one will do.
 command -v "$qemu_cmd" >/dev/null || missing+=(qemu-user)
 if ! installed "libc6:$foreign_arch"; then

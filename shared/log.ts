@@ -19,10 +19,18 @@ export function isLogLevel(name: string): name is LogLevel {
   return Object.hasOwn(LOG_LEVELS, name);
 }
 
+let jsonLogging = false;
+
 export function configureLogging(level: string, logFormat: LogFormat): void {
   // Assigned even for the default: consola starts at `warn` under `bun test` (NODE_ENV=test).
   log.level = isLogLevel(level) ? LOG_LEVELS[level] : LOG_LEVELS.info;
-  log.setReporters(logFormat === "json" ? [jsonReporter] : textReporters);
+  jsonLogging = logFormat === "json";
+  log.setReporters(jsonLogging ? [jsonReporter] : textReporters);
+}
+
+/** True with `--log-format json`: only then is it worth building a fields object for a line. */
+export function isJsonLogging(): boolean {
+  return jsonLogging;
 }
 
 /**

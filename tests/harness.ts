@@ -152,8 +152,8 @@ export class Gateway {
 
   static async start(options: GatewayOptions = {}): Promise<Gateway> {
     const gateway = new Gateway(options);
-    const [, http] = await gateway.proc.waitFor(/ingress listening on http:\/\/[^\s]+:(\d+)/);
-    const [, ws] = await gateway.proc.waitFor(/agents connect to ws:\/\/[^\s]+:(\d+)/);
+    const [, http] = await gateway.proc.waitFor(/ingress listening on https?:\/\/[^\s]+:(\d+)/);
+    const [, ws] = await gateway.proc.waitFor(/agents connect to wss?:\/\/[^\s]+:(\d+)/);
     gateway.httpPort = Number(http);
     gateway.wsPort = Number(ws);
     return gateway;
@@ -228,7 +228,7 @@ export class Agent {
   }
 }
 
-function tomlFor(tokens: TokenSpec[]): string {
+export function tomlFor(tokens: TokenSpec[]): string {
   return tokens
     .map(
       (t) =>
