@@ -1,7 +1,7 @@
 // What an operator sees: health, Prometheus metrics, the agent list (API and CLI) and JSON logs.
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { Agent, eventually, Gateway } from "./harness.ts";
+import { Agent, eventually, Gateway, scrape } from "./harness.ts";
 import { startEchoService } from "./services.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -19,19 +19,6 @@ async function setup(gatewayArgs: string[] = [], agentArgs: string[] = []) {
   const agent = await Agent.start(gateway, { id: "pi-admin", to: service.port, args: agentArgs });
   cleanups.push(() => agent.stop());
   return { gateway, agent, admin: `http://127.0.0.1:${port}` };
-}
-
-/** The samples of a Prometheus text page, keyed by name and labels as written. */
-async function scrape(url: string): Promise<Map<string, number>> {
-  const res = await fetch(`${url}/metrics`);
-  expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4");
-  const samples = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const space = line.lastIndexOf(" ");
-    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return samples;
 }
 
 describe("gateway admin listener", () => {

@@ -253,3 +253,24 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000)
 export async function sha256(bytes: Uint8Array | ArrayBuffer): Promise<string> {
   return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
 }
+
+/** The samples of a Prometheus text page, keyed by name and labels as written. */
+export async function scrape(url: string): Promise<Map<string, number>> {
+  const res = await fetch(`${url}/metrics`);
+  if (!res.headers.get("content-type")?.includes("text/plain; version=0.0.4")) {
+    throw new Error(`${url}/metrics is not Prometheus text: ${res.headers.get("content-type")}`);
+  }
+  const samples = new Map<string, number>();
+  for (const line of (await res.text()).split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
+}
+
+/** The base URL of a process started with `--admin 127.0.0.1:0`, once it has logged it. */
+export async function adminUrl(proc: Proc): Promise<string> {
+  const [, port] = await proc.waitFor(/admin listening on http:\/\/[^\s]+:(\d+)/);
+  return `http://127.0.0.1:${port}`;
+}

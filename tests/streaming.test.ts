@@ -2,7 +2,8 @@
 // none of them blocks another, and every stream's state is gone once it ends.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { Agent, eventually, Gateway } from "./harness.ts";
+import { INITIAL_WINDOW } from "../shared/protocol.ts";
+import { Agent, adminUrl, eventually, Gateway, scrape } from "./harness.ts";
 import { type OnPort, startEchoService } from "./services.ts";
 
 const MiB = 1024 * 1024;
@@ -112,16 +113,40 @@ function rssBytes(pid: number): number {
 let service: OnPort<Bun.Server<undefined>>;
 let gateway: Gateway;
 let agent: Agent;
+let gatewayAdmin: string;
+let agentAdmin: string;
 const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeAll(async () => {
   service = startStreamingService();
-  gateway = await Gateway.start({ args: ["--max-streams", "2048"] });
-  agent = await Agent.start(gateway, { id: "pi-stream", to: service.port });
+  gateway = await Gateway.start({ args: ["--max-streams", "2048", "--admin", "127.0.0.1:0"] });
+  gatewayAdmin = await adminUrl(gateway.proc);
+  agent = await Agent.start(gateway, { id: "pi-stream", to: service.port, args: ["--admin", "127.0.0.1:0"] });
+  agentAdmin = await adminUrl(agent.proc);
 });
+
+/** Bun reads a socket in pieces of up to 512 KiB; the agent pauses the socket once one has arrived. */
+const SOCKET_READ = 512 * 1024;
+
+/**
+ * Both processes' own accounting: no stream is left open, and no stream ever held more body bytes
+ * than one window on the gateway, or one window plus one socket read on the agent.
+ */
+async function expectStreamsSettled(): Promise<void> {
+  await eventually(async () => {
+    const [atGateway, atAgent] = await Promise.all([scrape(gatewayAdmin), scrape(agentAdmin)]);
+    expect(atGateway.get("indranet_streams_open")).toBe(0);
+    expect(atAgent.get("indranet_streams_open")).toBe(0);
+    expect(atGateway.get("indranet_stream_peak_buffered_bytes")).toBeLessThanOrEqual(INITIAL_WINDOW);
+    expect(atAgent.get("indranet_stream_peak_buffered_bytes")).toBeLessThanOrEqual(
+      INITIAL_WINDOW + SOCKET_READ,
+    );
+  });
+}
 
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await expectStreamsSettled();
 });
 
 afterAll(async () => {
