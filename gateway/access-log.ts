@@ -1,7 +1,7 @@
 // One line per request, written when its response is over (body included), so status, bytes and
 // duration are final. In text format it is one preformatted string; the JSON fields object is built
 // only when the logs are JSON lines.
-import { isJsonLogging, log } from "../shared/log.ts";
+import { isJsonLogging, LOG_LEVELS, log } from "../shared/log.ts";
 
 /** One finished request, as the ingress reports it to the access log and the metrics. */
 export interface Exchange {
@@ -18,11 +18,20 @@ export interface Exchange {
   durationMs: number;
 }
 
+/**
+ * The access log bypasses consola: formatting a line through it cost a tenth of the gateway's CPU
+ * per small request. Lines of one event-loop turn go out in one write, in the same shape as
+ * consola's lines (text on stderr, or the JSON reporter's objects on stdout).
+ */
 export function logExchange(e: Exchange): void {
+  if (log.level < LOG_LEVELS.info) return;
   const ms = Math.round(e.durationMs * 10) / 10;
   const text = `${e.requestId || "-"} ${e.agentId || "-"} ${e.method} ${e.path} ${e.status} ${e.bytes}B ${ms}ms`;
-  if (!isJsonLogging()) return log.info(text);
-  log.info(text, {
+  if (!isJsonLogging()) return queue(textLines, `${text}\n`);
+  const line = {
+    time: new Date().toISOString(),
+    level: "info",
+    msg: text,
     request_id: e.requestId,
     agent: e.agentId,
     method: e.method,
@@ -30,5 +39,23 @@ export function logExchange(e: Exchange): void {
     status: e.status,
     bytes: e.bytes,
     duration_ms: ms,
-  });
+  };
+  queue(jsonLines, `${JSON.stringify(line)}\n`);
+}
+
+const textLines: string[] = [];
+const jsonLines: string[] = [];
+let flushScheduled = false;
+
+function queue(lines: string[], line: string): void {
+  lines.push(line);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(flush);
+}
+
+function flush(): void {
+  flushScheduled = false;
+  if (textLines.length > 0) process.stderr.write(textLines.splice(0).join(""));
+  if (jsonLines.length > 0) process.stdout.write(jsonLines.splice(0).join(""));
 }
