@@ -97,14 +97,17 @@ const serve = defineCommand({
       for (const warning of config.warnings) log.warn(warning);
       // Loaded here so that --help, --version and usage errors never depend on the server's code.
       const { startGateway } = await import("./server.ts");
-      const gateway = await startGateway(config);
-      if (config.devCredentials) logDevCommand(config, config.devCredentials, gateway);
-      stopOnSignals(() => gateway.stop());
+      // Signal handlers go in before anything listens: whoever reads the "listening" lines may
+      // signal at once, and Node's default action for SIGTERM and SIGHUP is to die.
+      let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+      stopOnSignals(async () => gateway?.stop());
       process.on("SIGHUP", () => {
         if (!config.configPath) return log.warn("SIGHUP: there is no --config file to re-read");
         log.info(`SIGHUP: re-reading ${config.configPath}`);
-        gateway.reload(() => loadGatewayConfig(flags, process.env));
+        gateway?.reload(() => loadGatewayConfig(flags, process.env));
       });
+      gateway = await startGateway(config);
+      if (config.devCredentials) logDevCommand(config, config.devCredentials, gateway);
     } catch (error) {
       exitOnStartupError(error);
     }
