@@ -13,12 +13,7 @@ import {
 import { type ExchangeCarrier, LocalExchange } from "./exchange.ts";
 import type { LocalPool } from "./local-pool.ts";
 import { LocalWebSocket, type WebSocketCarrier } from "./websocket-bridge.ts";
-
-/** Above this many unsent bytes, data frames wait (control frames never do). */
-const HIGH_WATER_BYTES = 1024 * 1024;
-
-/** How often a congested connection re-checks `bufferedAmount`. */
-const CONGESTION_POLL_MS = 2;
+import { WritableWatch } from "./writable-watch.ts";
 
 /** A gateway silent for this many heartbeat intervals is considered gone (DESIGN §5). */
 const MISSED_HEARTBEATS = 3;
@@ -29,8 +24,8 @@ export class TunnelConnection implements ExchangeCarrier, WebSocketCarrier {
   readonly websockets = new Map<number, LocalWebSocket>();
   readonly #ws: WebSocket;
   readonly #pool: LocalPool;
-  #writableWaiters: (() => void)[] = [];
-  #pollTimer: Timer | undefined;
+  /** Data frames wait while the socket is congested; control frames never do. */
+  readonly #writable: WritableWatch;
   #heartbeat: Timer | undefined;
   #lastSeen = Date.now();
   #pingSeq = 0;
@@ -43,10 +38,11 @@ export class TunnelConnection implements ExchangeCarrier, WebSocketCarrier {
   constructor(ws: WebSocket, pool: LocalPool) {
     this.#ws = ws;
     this.#pool = pool;
+    this.#writable = new WritableWatch(() => ws);
   }
 
   get congested(): boolean {
-    return this.#ws.bufferedAmount > HIGH_WATER_BYTES;
+    return this.#writable.congested;
   }
 
   get goingAway(): boolean {
@@ -72,8 +68,11 @@ export class TunnelConnection implements ExchangeCarrier, WebSocketCarrier {
   }
 
   onWritable(wake: () => void): void {
-    this.#writableWaiters.push(wake);
-    this.#pollTimer ??= setInterval(() => this.#checkWritable(), CONGESTION_POLL_MS);
+    this.#writable.onWritable(wake);
+  }
+
+  whenWritable(): Promise<void> {
+    return this.#writable.whenWritable();
   }
 
   forgetWebSocket(bridge: LocalWebSocket): void {
@@ -114,10 +113,9 @@ export class TunnelConnection implements ExchangeCarrier, WebSocketCarrier {
   /** The socket closed: every exchange still running is dropped. */
   dispose(): void {
     clearInterval(this.#heartbeat);
-    clearInterval(this.#pollTimer);
     for (const exchange of [...this.exchanges.values()]) exchange.cancel();
     for (const bridge of [...this.websockets.values()]) bridge.cancel(1001, "tunnel closed");
-    this.#wakeWritable();
+    this.#writable.wakeAll();
   }
 
   #dispatch(message: ReturnType<typeof decodeEnvelope>): void {
@@ -181,18 +179,5 @@ export class TunnelConnection implements ExchangeCarrier, WebSocketCarrier {
 
   #sendControl(kind: ControlInit): void {
     this.send(encodeControl(kind));
-  }
-
-  #checkWritable(): void {
-    if (this.congested && this.#ws.readyState === WebSocket.OPEN) return;
-    this.#wakeWritable();
-  }
-
-  #wakeWritable(): void {
-    clearInterval(this.#pollTimer);
-    this.#pollTimer = undefined;
-    const waiters = this.#writableWaiters;
-    this.#writableWaiters = [];
-    for (const wake of waiters) wake();
   }
 }

@@ -17,24 +17,15 @@ import {
 } from "../shared/websocket-relay.ts";
 import { LOCAL_CONNECT_TIMEOUT_MS } from "./local-pool.ts";
 import { validateRequest } from "./request-head.ts";
+import { WritableWatch } from "./writable-watch.ts";
 
 /** What a WebSocket stream needs from the tunnel connection that carries it. */
 export interface WebSocketCarrier {
   send(frame: Uint8Array): boolean;
-  /** True while the tunnel holds more unsent bytes than it should: data waits. */
-  readonly congested: boolean;
-  onWritable(wake: () => void): void;
+  /** Resolves once the tunnel accepts more data frames. */
+  whenWritable(): Promise<void>;
   forgetWebSocket(bridge: LocalWebSocket): void;
 }
-
-/**
- * Above this many unsent bytes on the local socket, messages from the gateway wait, and so does
- * their credit. The client WebSocket has no drain event: `bufferedAmount` is polled instead.
- */
-const LOCAL_HIGH_WATER_BYTES = 1024 * 1024;
-
-/** How often a backed-up local socket re-checks `bufferedAmount`. */
-const LOCAL_POLL_MS = 2;
 
 /** Bun's client sets these itself (key, version, extensions; protocols as an option). */
 const HANDSHAKE_HEADER = /^sec-websocket-/;
@@ -52,8 +43,8 @@ export class LocalWebSocket implements LocalSocket {
   #relay: WebSocketRelay | null = null;
   #connectTimer: Timer | undefined;
   #error = "";
-  #writableWaiters: (() => void)[] = [];
-  #pollTimer: Timer | undefined;
+  /** While the local socket is backed up, messages from the gateway wait, and so does their credit. */
+  readonly #writable = new WritableWatch(() => this.#ws);
   #finished = false;
 
   /** `origin` is the local service's `host:port`. */
@@ -61,8 +52,7 @@ export class LocalWebSocket implements LocalSocket {
     this.#carrier = carrier;
     this.#relayCarrier = {
       send: (frame) => carrier.send(frame),
-      whenWritable: () =>
-        carrier.congested ? new Promise((resolve) => carrier.onWritable(resolve)) : Promise.resolve(),
+      whenWritable: () => carrier.whenWritable(),
     };
     this.#origin = origin;
     this.#request = request;
@@ -136,17 +126,11 @@ export class LocalWebSocket implements LocalSocket {
     const ws = this.#ws;
     if (ws === null || ws.readyState !== WebSocket.OPEN) return true;
     ws.send(message);
-    return ws.bufferedAmount <= LOCAL_HIGH_WATER_BYTES;
+    return !this.#writable.congested;
   }
 
   whenWritable(): Promise<void> {
-    if (this.#writable()) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#writableWaiters.push(resolve);
-      this.#pollTimer ??= setInterval(() => {
-        if (this.#writable()) this.#wakeWritable();
-      }, LOCAL_POLL_MS);
-    });
+    return this.#writable.whenWritable();
   }
 
   pause(): void {
@@ -192,7 +176,7 @@ export class LocalWebSocket implements LocalSocket {
   }
 
   #closed(code: number, reason: string): void {
-    this.#wakeWritable();
+    this.#writable.wakeAll();
     if (this.#relay !== null) return this.#relay.localClosed(code, reason);
     if (this.#finished) return;
     // Closed before it opened: the upgrade failed.
@@ -226,24 +210,11 @@ export class LocalWebSocket implements LocalSocket {
     this.#finish();
   }
 
-  #writable(): boolean {
-    const ws = this.#ws;
-    return ws === null || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount <= LOCAL_HIGH_WATER_BYTES;
-  }
-
-  #wakeWritable(): void {
-    clearInterval(this.#pollTimer);
-    this.#pollTimer = undefined;
-    const waiters = this.#writableWaiters;
-    this.#writableWaiters = [];
-    for (const wake of waiters) wake();
-  }
-
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
     clearTimeout(this.#connectTimer);
-    this.#wakeWritable();
+    this.#writable.wakeAll();
     this.#carrier.forgetWebSocket(this);
   }
 }
