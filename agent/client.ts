@@ -35,8 +35,8 @@ type Outcome =
 interface Run {
   config: AgentConfig;
   pool: LocalPool;
-  /** Resolves on SIGTERM or SIGINT. */
-  stop: Promise<void>;
+  /** Aborted on SIGTERM or SIGINT. Listeners are removed with their connection, so none pile up. */
+  stop: AbortSignal;
   /** Ready connections, older ones finishing their streams after a GoAway included. */
   tunnels: Set<TunnelConnection>;
   /** One per socket not yet closed; resolves when it is. */
@@ -62,9 +62,9 @@ export async function runAgent(config: AgentConfig): Promise<number> {
 
 export function startAgent(config: AgentConfig): AgentHandle {
   const pool = new LocalPool(config.to.host, config.to.port);
-  const stopped = Promise.withResolvers<void>();
+  const stopped = new AbortController();
   let stopping = false;
-  const run: Run = { config, pool, stop: stopped.promise, tunnels: new Set(), sockets: new Set() };
+  const run: Run = { config, pool, stop: stopped.signal, tunnels: new Set(), sockets: new Set() };
   const metrics = new AgentMetrics(run.tunnels, () => stopping);
   const admin =
     config.admin === "off"
@@ -106,7 +106,7 @@ export function startAgent(config: AgentConfig): AgentHandle {
       gatewayIndex++;
       const delay = backoffDelay(failures);
       log.info(`reconnecting in ${(delay / 1000).toFixed(1)} s`);
-      await Promise.race([Bun.sleep(delay), stopped.promise]);
+      await sleepUnlessStopped(delay, stopped.signal);
     }
     // Older connections may still be finishing their streams (each within its own grace period).
     const closing = Promise.all(run.sockets);
@@ -120,7 +120,7 @@ export function startAgent(config: AgentConfig): AgentHandle {
     done: loop(),
     stop() {
       stopping = true;
-      stopped.resolve();
+      stopped.abort();
     },
   };
 }
@@ -149,11 +149,12 @@ function dialOnce(run: Run, gateway: string): Promise<Outcome> {
     ws.terminate();
   }, CONNECT_TIMEOUT_MS);
 
-  void run.stop.then(async () => {
+  const onStop = async () => {
     if (tunnel) await finishStreams(tunnel, config.shutdownGraceMs);
     ws.close(1000, "agent stopping");
     resolve({ kind: "stopped" });
-  });
+  };
+  run.stop.addEventListener("abort", onStop, { once: true });
 
   ws.addEventListener("open", () => {
     ws.send(connectFrame(config));
@@ -188,6 +189,7 @@ function dialOnce(run: Run, gateway: string): Promise<Outcome> {
 
   ws.addEventListener("close", (event) => {
     clearTimeout(dialTimer);
+    run.stop.removeEventListener("abort", onStop);
     const served = tunnel !== null;
     tunnel?.dispose();
     if (tunnel) run.tunnels.delete(tunnel);
@@ -205,6 +207,20 @@ function dialOnce(run: Run, gateway: string): Promise<Outcome> {
   });
 
   return promise;
+}
+
+/** Waits `ms`, or less when the agent is told to stop meanwhile. */
+function sleepUnlessStopped(ms: number, stop: AbortSignal): Promise<void> {
+  if (stop.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stop.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stop.addEventListener("abort", done, { once: true });
+  });
 }
 
 // OpenSSL's verification failures and the host name check; a reset or a timeout during the

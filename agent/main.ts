@@ -2,6 +2,7 @@
 // SIGINT/SIGTERM (finish in-flight streams, then return the exit code).
 import { type ArgsDef, defineCommand } from "citty";
 import { exitOnStartupError, flagValues, loggingArgs, rejectUnknownFlags, runBinary } from "../shared/cli.ts";
+import { installFaultHandlers } from "../shared/fault.ts";
 import { configureLogging, log } from "../shared/log.ts";
 import { loadAgentConfig } from "./config.ts";
 
@@ -63,6 +64,7 @@ const connect = defineCommand({
       for (const warning of config.warnings) log.warn(warning);
       // Loaded here so that --help, --version and usage errors never depend on the client's code.
       const { runAgent } = await import("./client.ts");
+      installFaultHandlers();
       code = await runAgent(config);
     } catch (error) {
       exitOnStartupError(error);

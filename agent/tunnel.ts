@@ -1,6 +1,8 @@
 // One authenticated WebSocket to the gateway: it dispatches frames to the exchanges it carries,
 // keeps the heartbeat, and watches the socket's buffered bytes (the client WebSocket has no drain
 // event).
+
+import { logFault } from "../shared/fault.ts";
 import { type ControlMessage, TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
 import { log } from "../shared/log.ts";
 import {
@@ -8,6 +10,7 @@ import {
   decodeEnvelope,
   encodeClose,
   encodeControl,
+  envelopeStreamId,
   ProtocolError,
 } from "../shared/protocol.ts";
 import { type ExchangeCarrier, LocalExchange } from "./exchange.ts";
@@ -86,17 +89,33 @@ export class TunnelConnection implements ExchangeCarrier, WebSocketCarrier {
 
   receive(frame: Uint8Array): void {
     this.#lastSeen = Date.now();
+    let message: ReturnType<typeof decodeEnvelope> | undefined;
     try {
-      this.#dispatch(decodeEnvelope(frame));
+      message = decodeEnvelope(frame);
+      this.#dispatch(message);
     } catch (error) {
       // A bad frame costs this connection; the agent reconnects rather than exiting.
       if (error instanceof ProtocolError) {
         log.error(`protocol error from the gateway, reconnecting: ${error.message}`);
         return this.#ws.close(1002, error.message.slice(0, 120));
       }
-      log.error("internal error handling a frame, reconnecting:", error);
+      // A bug met by one stream costs that stream; the others on this connection carry on.
+      const streamId = message && envelopeStreamId(message);
+      if (streamId !== undefined && this.#failStream(streamId, error)) return;
+      logFault("gateway connection, reconnecting", error);
       this.#ws.close(1011, "internal error");
     }
+  }
+
+  #failStream(streamId: number, error: unknown): boolean {
+    const exchange = this.exchanges.get(streamId);
+    const bridge = this.websockets.get(streamId);
+    if (exchange === undefined && bridge === undefined) return false;
+    logFault(`stream ${streamId}`, error);
+    this.send(encodeClose(streamId, TunnelClose_Reason.LOCAL_ERROR, "agent error"));
+    exchange?.cancel();
+    bridge?.cancel(1011, "agent error");
+    return true;
   }
 
   /** Resolves once no exchange is left (for a graceful stop or a GOAWAY). */
@@ -133,7 +152,7 @@ export class TunnelConnection implements ExchangeCarrier, WebSocketCarrier {
         }
         const exchange = new LocalExchange(this, this.#pool, message.value);
         this.exchanges.set(exchange.streamId, exchange);
-        void exchange.start();
+        exchange.start().catch((error: unknown) => this.#failStream(exchange.streamId, error));
         return;
       }
       case "data":

@@ -24,6 +24,23 @@ import type { TlsPair } from "./tls.ts";
 /** An agent that has not authenticated within this time is disconnected. */
 export const AUTH_TIMEOUT_MS = 5_000;
 
+/**
+ * Sockets upgraded but not yet authenticated. Past this, the OLDEST is refused to make room: a
+ * real agent authenticates within one round trip, so a flood would have to replace the whole
+ * set faster than that to keep one out, while refusing the newest would let a flood that merely
+ * holds its sockets lock every agent out.
+ */
+export const MAX_UNAUTHENTICATED = 1_024;
+
+/** Sessions one agent id may hold at once (several connections for HA; stale ones are probed). */
+export const MAX_SESSIONS_PER_ID = 8;
+
+/** Sessions all the ids of one token may hold at once. */
+export const MAX_SESSIONS_PER_TOKEN = 4_096;
+
+/** Bun's timer for a TCP connection that has not finished its upgrade request. */
+const HANDSHAKE_IDLE_TIMEOUT_S = 10;
+
 interface SocketState {
   remoteAddress: string;
   session: AgentSession | null;
@@ -46,8 +63,12 @@ export interface AgentListenerOptions {
 export function startAgentListener(options: AgentListenerOptions): Server<SocketState> {
   const limiter = new FailureRateLimiter();
   const { registry } = options;
+  /** Insertion-ordered, so the first is the oldest. */
+  const unauthenticated = new Set<ServerWebSocket<SocketState>>();
 
   const refuse = (ws: ServerWebSocket<SocketState>, code: ConnectError_Code, message: string) => {
+    unauthenticated.delete(ws);
+    clearTimeout(ws.data.authTimer);
     ws.send(encodeEnvelope({ case: "connectError", value: { code, message } }));
     ws.close(4003, message.slice(0, 120));
   };
@@ -73,6 +94,8 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
         `agent id '${request.agentId}' is held by another token`,
       );
     }
+    const full = sessionLimit(registry, request);
+    if (full !== null) return refuse(ws, Code.TOO_MANY_SESSIONS, full);
     const session = new AgentSession(
       ws as ServerWebSocket<unknown>,
       {
@@ -88,7 +111,7 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
     );
     ws.data.session = session;
     const url = options.publicUrl(request.agentId);
-    session.send(
+    const sent = session.send(
       encodeEnvelope({
         case: "control",
         value: {
@@ -105,12 +128,15 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
         },
       }),
     );
+    // A socket that could not take the first frame is already closed: never register it.
+    if (!sent || session.closed) return;
     registry.add(session);
     log.info(`agent ${request.agentId} connected from ${remote} (session ${session.id}) → ${url}`);
   };
 
   const onFirstFrame = (ws: ServerWebSocket<SocketState>, frame: Uint8Array) => {
     clearTimeout(ws.data.authTimer);
+    unauthenticated.delete(ws);
     let message: ReturnType<typeof decodeEnvelope>;
     try {
       message = decodeEnvelope(frame);
@@ -128,6 +154,7 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
     ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
     hostname: options.hostname,
     port: options.port,
+    idleTimeout: HANDSHAKE_IDLE_TIMEOUT_S,
     fetch(req, server) {
       if (new URL(req.url).pathname !== "/") return new Response("not found\n", { status: 404 });
       const remoteAddress = server.requestIP(req)?.address ?? "unknown";
@@ -141,6 +168,11 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
       idleTimeout: 0,
       sendPings: false,
       open(ws) {
+        if (unauthenticated.size >= MAX_UNAUTHENTICATED) {
+          const oldest = unauthenticated.values().next().value;
+          if (oldest) refuse(oldest, Code.RATE_LIMITED, "too many unauthenticated connections");
+        }
+        unauthenticated.add(ws);
         ws.data.authTimer = setTimeout(() => {
           refuse(ws, Code.PROTOCOL_ERROR, `no ConnectRequest within ${AUTH_TIMEOUT_MS} ms`);
         }, AUTH_TIMEOUT_MS);
@@ -158,8 +190,20 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
       },
       close(ws) {
         clearTimeout(ws.data.authTimer);
+        unauthenticated.delete(ws);
         ws.data.session?.closedByPeer();
       },
     },
   });
+}
+
+/** Why a new session for this request would exceed a limit, or null when it fits. */
+function sessionLimit(registry: SessionRegistry, request: ConnectRequest): string | null {
+  if (registry.sessionsFor(request.agentId).length >= MAX_SESSIONS_PER_ID) {
+    return `agent id '${request.agentId}' already has ${MAX_SESSIONS_PER_ID} connections`;
+  }
+  if (registry.countForToken(request.token) >= MAX_SESSIONS_PER_TOKEN) {
+    return `this token already has ${MAX_SESSIONS_PER_TOKEN} connections`;
+  }
+  return null;
 }

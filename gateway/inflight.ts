@@ -30,6 +30,7 @@ export interface StreamInit {
   sendWindow: number;
   /** Credit this side grants for response-body bytes. */
   receiveWindow: number;
+  /** The service's silence allowed once it has the whole request (or stops taking its body). */
   headTimeoutMs: number;
   /** A stream with no body bytes either way for this long is cut; 0 never. */
   idleTimeoutMs: number;
@@ -59,6 +60,7 @@ export class GatewayStream {
   readonly #carrier: StreamCarrier;
   readonly #head = Promise.withResolvers<Response>();
   #headTimer: Timer | undefined;
+  readonly #headTimeoutMs: number;
   #idleTimer: Timer | undefined;
   readonly #idleTimeoutMs: number;
   #chunks: Uint8Array[] = [];
@@ -75,9 +77,11 @@ export class GatewayStream {
     this.receiveWindow = new ReceiveWindow(init.receiveWindow, (increment) =>
       this.#carrier.send(encodeWindowUpdate(this.streamId, increment)),
     );
-    this.#headTimer = setTimeout(() => this.#timeout(), init.headTimeoutMs);
+    this.#headTimeoutMs = init.headTimeoutMs;
     this.#idleTimeoutMs = init.idleTimeoutMs;
     streamStats.opened();
+    // A client that opens a request and then sends nothing is cut like any other quiet stream.
+    this.#touch();
   }
 
   /** Resolves with the client's Response: the agent's, or an error answer from the gateway. */
@@ -87,6 +91,14 @@ export class GatewayStream {
 
   get finished(): boolean {
     return this.#finished;
+  }
+
+  /**
+   * The whole request is with the agent: from now on the service's silence counts against
+   * `--request-timeout`. Before this, a slow upload is the client's time, not the service's.
+   */
+  requestSent(): void {
+    this.#waitForHead();
   }
 
   onResponse(message: TunnelResponse): void {
@@ -139,8 +151,12 @@ export class GatewayStream {
     }
     // The whole body has arrived: the client may still read it to the end.
     if (this.#ended) return;
-    // Error the body now rather than at the next pull: a client that stopped reading must not
-    // keep the stream (and its buffered window) alive.
+    this.#cutBody(error);
+  }
+
+  // Error the body now rather than at the next pull: a client that stopped reading must not
+  // keep the stream (and its buffered window) alive.
+  #cutBody(error: IngressError): void {
     this.#controller?.error(error);
     this.#finish();
     this.#wake();
@@ -151,6 +167,12 @@ export class GatewayStream {
     if (this.#finished) return;
     this.#sendClose(TunnelClose_Reason.CANCELLED, "client went away");
     this.sendWindow.close();
+    // Nobody reads this answer, but Bun's handler must settle, and the access log shows why.
+    if (this.status === 0) {
+      const error = ingressError("client_closed");
+      this.status = error.status;
+      this.#head.resolve(error.toResponse(this.requestId));
+    }
     this.#finish();
   }
 
@@ -159,26 +181,30 @@ export class GatewayStream {
     const reader = body.getReader();
     try {
       for (;;) {
-        await this.sendWindow.whenOpen();
+        await this.#whenCredit();
         if (this.#finished) break;
         const { value, done } = await reader.read();
         if (done) {
           this.#sendData(new Uint8Array(0), true);
+          this.requestSent();
           return;
         }
         if (!(await this.#sendUnderCredit(value))) break;
       }
       await reader.cancel();
-    } catch {
-      // The client aborted its upload: the exchange cannot complete.
-      this.cancel();
+    } catch (error) {
+      if (this.#finished) return;
+      // The client sent a body Bun could not read: the exchange cannot complete, and the agent
+      // drops it.
+      this.#sendClose(TunnelClose_Reason.CANCELLED, "request body could not be read");
+      this.fail(ingressError("client_error", (error as Error)?.message ?? String(error)));
     }
   }
 
   async #sendUnderCredit(bytes: Uint8Array): Promise<boolean> {
     let offset = 0;
     while (offset < bytes.byteLength) {
-      await this.sendWindow.whenOpen();
+      await this.#whenCredit();
       await this.#carrier.whenWritable();
       const credit = this.sendWindow.available;
       if (credit <= 0 || this.#finished) return false;
@@ -189,6 +215,23 @@ export class GatewayStream {
       offset += n;
     }
     return true;
+  }
+
+  // While the agent grants no credit, the service is not taking the body: that silence counts
+  // as waiting for the head (a service that answers before reading the whole body answers here).
+  async #whenCredit(): Promise<void> {
+    if (this.sendWindow.available > 0) return;
+    this.#waitForHead();
+    await this.sendWindow.whenOpen();
+    if (this.status === 0 && !this.#finished) {
+      clearTimeout(this.#headTimer);
+      this.#headTimer = undefined;
+    }
+  }
+
+  #waitForHead(): void {
+    if (this.status !== 0 || this.#finished || this.#headTimer !== undefined) return;
+    this.#headTimer = setTimeout(() => this.#timeout(), this.#headTimeoutMs);
   }
 
   #sendData(payload: Uint8Array, endStream: boolean): void {
@@ -230,6 +273,7 @@ export class GatewayStream {
     // Finished meanwhile: failed (the body is already errored) or cancelled by the client.
     if (this.#finished || controller === null) return;
     const chunk = this.#chunks.shift();
+    this.#touch();
     if (chunk !== undefined) {
       // enqueue() transfers the chunk's buffer, leaving `chunk` detached: size it first.
       const size = chunk.byteLength;
@@ -264,9 +308,12 @@ export class GatewayStream {
     }
   }
 
+  // Also when the whole body has arrived: a client that stopped reading must not keep it here.
   #idle(): void {
     this.#sendClose(TunnelClose_Reason.TIMEOUT, "stream idle for too long");
-    this.fail(ingressError("timeout", "the stream was idle for too long"));
+    const error = ingressError("timeout", "the stream was idle for too long");
+    if (this.status !== 0 && this.#ended) this.#cutBody(error);
+    else this.fail(error);
   }
 
   #protocolViolation(what: string): void {
@@ -282,6 +329,8 @@ export class GatewayStream {
     if (this.#finished) return;
     this.#finished = true;
     streamStats.closed();
+    // A request-body pump waiting for credit must not wait for ever.
+    this.sendWindow.close();
     clearTimeout(this.#headTimer);
     clearTimeout(this.#idleTimer);
     this.#chunks = [];

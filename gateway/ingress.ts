@@ -73,7 +73,8 @@ async function forward(
   if (agentId === null) return refuse(ingressError("unknown_host", host ?? "no Host header"));
   const session = options.registry.pick(agentId);
   if (!session) return refuse(ingressError("agent_not_connected", agentId), agentId);
-  if (session.streams.size >= options.maxStreamsPerAgent) {
+  // WebSocket streams hold a window each way too: they count against the same limit.
+  if (session.streams.size + session.websockets.size >= options.maxStreamsPerAgent) {
     return refuse(ingressError("too_many_streams", `${options.maxStreamsPerAgent} in flight`), agentId);
   }
   const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);
@@ -96,7 +97,10 @@ async function forward(
   req.signal.addEventListener("abort", () => stream.cancel(), { once: true });
 
   const url = new URL(req.url);
-  stream.onFinished = (done) =>
+  stream.onFinished = (done) => {
+    // Once the stream is over, what is left for the client sits in Bun's buffers: Bun's own
+    // timer takes over again, so a client that stopped reading does not hold it for ever.
+    restoreSendTimeout(server, req, options.idleTimeoutMs);
     options.observe({
       requestId: done.requestId,
       agentId,
@@ -106,8 +110,20 @@ async function forward(
       bytes: done.bytesOut,
       durationMs: performance.now() - startedAt,
     });
+  };
   const headers = requestHeaders(req, server, options, host ?? "", stream.requestId);
-  const inline = await inlineBody(req, contentLength);
+  let inline: Uint8Array | null | typeof CUT;
+  try {
+    // Nothing is sent yet, so the response settles only if the stream is cut meanwhile (the
+    // client went away, or sent nothing for --idle-timeout); the read is then abandoned.
+    const reading = inlineBody(req, contentLength);
+    reading.catch(() => {});
+    inline = await Promise.race([reading, stream.response.then(() => CUT)]);
+  } catch (error) {
+    stream.fail(ingressError("client_error", (error as Error)?.message ?? String(error)));
+    return stream.response;
+  }
+  if (inline === CUT || stream.finished) return stream.response;
   session.send(
     encodeEnvelope({
       case: "request",
@@ -123,8 +139,26 @@ async function forward(
       },
     }),
   );
-  if (inline === null && req.body) void stream.pumpRequestBody(req.body);
+  if (inline !== null) stream.requestSent();
+  else if (req.body) void stream.pumpRequestBody(req.body);
   return stream.response;
+}
+
+const CUT: unique symbol = Symbol("cut");
+
+/**
+ * How long a client may leave a finished response unread (nginx's `send_timeout` is 60 s), and
+ * its connection idle between requests: never longer than `--idle-timeout`, at most Bun's 255.
+ */
+const SEND_TIMEOUT_S = 60;
+
+function restoreSendTimeout(server: Server<WebSocketBridge>, req: Request, idleTimeoutMs: number): void {
+  const limit = idleTimeoutMs === 0 ? SEND_TIMEOUT_S : Math.ceil(idleTimeoutMs / 1000);
+  try {
+    server.timeout(req, Math.min(SEND_TIMEOUT_S, limit));
+  } catch {
+    // The client is already gone: nothing left to time out.
+  }
 }
 
 /** An answer the gateway gives itself, before any stream is opened. */

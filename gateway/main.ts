@@ -4,6 +4,7 @@ import { adminAddressKind, DEFAULT_ADMIN } from "../shared/admin.ts";
 import { exitOnStartupError, flagValues, loggingArgs, rejectUnknownFlags, runBinary } from "../shared/cli.ts";
 import { parseSetting, pick } from "../shared/config.ts";
 import { UsageError } from "../shared/errors.ts";
+import { installFaultHandlers } from "../shared/fault.ts";
 import { configureLogging, log } from "../shared/log.ts";
 import { type GatewayConfig, loadGatewayConfig } from "./config.ts";
 
@@ -107,6 +108,7 @@ const serve = defineCommand({
         gateway?.reload(() => loadGatewayConfig(flags, process.env));
       });
       gateway = await startGateway(config);
+      installFaultHandlers();
       if (config.devCredentials) logDevCommand(config, config.devCredentials, gateway);
     } catch (error) {
       exitOnStartupError(error);

@@ -1,9 +1,17 @@
 // One authenticated agent connection: the streams multiplexed over it, its liveness, and the
 // WebSocket's own backpressure.
 import type { ServerWebSocket } from "bun";
-import type { ControlMessage } from "../shared/gen/tunnel_pb.ts";
+import { logFault } from "../shared/fault.ts";
+import { type ControlMessage, TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
 import { log } from "../shared/log.ts";
-import { type ControlInit, decodeEnvelope, encodeControl, ProtocolError } from "../shared/protocol.ts";
+import {
+  type ControlInit,
+  decodeEnvelope,
+  encodeClose,
+  encodeControl,
+  envelopeStreamId,
+  ProtocolError,
+} from "../shared/protocol.ts";
 import { ingressError } from "./errors.ts";
 import { GatewayStream, type StreamCarrier, type StreamInit } from "./inflight.ts";
 import { type BridgeCarrier, WebSocketBridge } from "./websocket-bridge.ts";
@@ -95,17 +103,34 @@ export class AgentSession implements StreamCarrier, BridgeCarrier {
     this.lastSeen = Date.now();
     this.probeDeadline = 0;
     this.bytesIn += frame.byteLength;
+    let message: ReturnType<typeof decodeEnvelope> | undefined;
     try {
-      this.#dispatch(decodeEnvelope(frame));
+      message = decodeEnvelope(frame);
+      this.#dispatch(message);
     } catch (error) {
       // Whatever one agent's frames trigger costs that agent its connection, never the gateway.
       if (error instanceof ProtocolError) {
         log.warn(`agent ${this.info.agentId}: protocol error, closing: ${error.message}`);
         return this.close(1002, error.message.slice(0, 120));
       }
-      log.error(`agent ${this.info.agentId}: internal error handling a frame, closing the session:`, error);
+      // A bug met by one stream costs that stream; the session's other streams carry on.
+      const streamId = message && envelopeStreamId(message);
+      if (streamId !== undefined && this.#failStream(streamId, error)) return;
+      logFault(`agent ${this.info.agentId} session ${this.id}, closing it`, error);
       this.close(1011, "internal error");
     }
+  }
+
+  #failStream(streamId: number, error: unknown): boolean {
+    const stream = this.streams.get(streamId) ?? this.websockets.get(streamId);
+    if (stream === undefined) return false;
+    logFault(
+      `agent ${this.info.agentId} session ${this.id} stream ${streamId} (request ${stream.requestId})`,
+      error,
+    );
+    this.send(encodeClose(streamId, TunnelClose_Reason.PROTOCOL_ERROR, "gateway error"));
+    stream.fail(ingressError("gateway_error"));
+    return true;
   }
 
   drained(): void {

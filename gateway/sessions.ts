@@ -8,6 +8,7 @@ export const PROBE_TIMEOUT_MS = 2_000;
 export class SessionRegistry {
   readonly #byId = new Map<string, AgentSession[]>();
   #roundRobin = 0;
+  readonly #perToken = new Map<string, number>();
   /** Bytes of sessions already gone, so the byte counters never go down. */
   #retiredBytesIn = 0;
   #retiredBytesOut = 0;
@@ -40,6 +41,11 @@ export class SessionRegistry {
     return n;
   }
 
+  /** Sessions held under one token, all its ids together. */
+  countForToken(token: string): number {
+    return this.#perToken.get(token) ?? 0;
+  }
+
   /** The token that holds an id, so a second token cannot take it over. */
   holderToken(agentId: string): string | undefined {
     return this.#byId.get(agentId)?.[0]?.info.token;
@@ -56,6 +62,7 @@ export class SessionRegistry {
     }
     list.push(session);
     this.#byId.set(session.info.agentId, list);
+    this.#perToken.set(session.info.token, this.countForToken(session.info.token) + 1);
   }
 
   remove(session: AgentSession): void {
@@ -63,6 +70,9 @@ export class SessionRegistry {
     if (!list?.includes(session)) return;
     this.#retiredBytesIn += session.bytesIn;
     this.#retiredBytesOut += session.bytesOut;
+    const left = this.countForToken(session.info.token) - 1;
+    if (left > 0) this.#perToken.set(session.info.token, left);
+    else this.#perToken.delete(session.info.token);
     const rest = list.filter((s) => s !== session);
     if (rest.length === 0) this.#byId.delete(session.info.agentId);
     else this.#byId.set(session.info.agentId, rest);

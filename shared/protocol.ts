@@ -140,6 +140,16 @@ export function decodeEnvelope(frame: Uint8Array): Exclude<EnvelopeMessage, { ca
 }
 
 /** Converts repeated protobuf headers into pairs, keeping order and repeats. */
+/** The stream a decoded message belongs to, or undefined for connection-level messages. */
+export function envelopeStreamId(message: EnvelopeMessage): number | undefined {
+  if (message.case === undefined || message.case === "connect" || message.case === "connectError") return;
+  if (message.case === "control") {
+    const kind = message.value.kind;
+    return kind.case === "windowUpdate" ? kind.value.streamId : undefined;
+  }
+  return message.value.streamId;
+}
+
 export function headerPairs(headers: Header[]): [string, string][] {
   return headers.map((h) => [h.name, h.value]);
 }
