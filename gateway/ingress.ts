@@ -118,7 +118,7 @@ async function forward(
     // client went away, or sent nothing for --idle-timeout); the read is then abandoned.
     const reading = inlineBody(req, contentLength);
     reading.catch(() => {});
-    inline = await Promise.race([reading, stream.response.then(() => CUT)]);
+    inline = await Promise.race([reading, stream.response.then((): typeof CUT => CUT)]);
   } catch (error) {
     stream.fail(ingressError("client_error", (error as Error)?.message ?? String(error)));
     return stream.response;
