@@ -41,7 +41,8 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   readonly #pool: LocalPool;
   readonly #request: TunnelRequest;
   readonly #framing: Framing;
-  readonly #parser = new ResponseParser(this);
+  /** One per attempt: a retried request must not inherit the state of the dropped one. */
+  #parser = new ResponseParser(this);
   readonly #sendWindow: SendWindow;
   readonly #requestWindow: ReceiveWindow;
 
@@ -60,6 +61,8 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   #paused = false;
   #done = false;
   #retried = false;
+  /** Body bytes still owed when the request declared its length: more or fewer is a broken stream. */
+  #bodyLeft: number;
 
   constructor(carrier: ExchangeCarrier, pool: LocalPool, request: TunnelRequest) {
     this.#carrier = carrier;
@@ -72,6 +75,8 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     );
     this.#requestComplete = request.endStream;
     this.#framing = framingFor(request);
+    this.#bodyLeft =
+      typeof this.#framing === "object" ? this.#framing.contentLength - request.body.byteLength : 0;
     streamStats.opened();
   }
 
@@ -80,6 +85,8 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     const headers = outgoingHeaders(this.#request);
     const invalid = validateRequest(this.#request.method, this.#request.path, headers);
     if (invalid !== null) return this.#answerBadRequest(invalid);
+    const miscount = this.#countBody(0, this.#request.endStream);
+    if (miscount !== null) return this.#abort(TunnelClose_Reason.PROTOCOL_ERROR, miscount);
     this.#queueRequestHead(headers);
     await this.#connect();
   }
@@ -92,6 +99,8 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
       return this.#abort(TunnelClose_Reason.PROTOCOL_ERROR, "request body beyond the granted window");
     }
     streamStats.buffered(this.#requestWindow.buffered);
+    const miscount = this.#countBody(size, message.endStream);
+    if (miscount !== null) return this.#abort(TunnelClose_Reason.PROTOCOL_ERROR, miscount);
     if (size > 0) {
       if (this.#framing === "chunked") {
         const [line, data, crlf] = encodeChunk(message.payload);
@@ -149,9 +158,10 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     this.#conn = null;
     if (this.#done) return;
     if (!this.#responseStarted && conn?.reused && this.#canRetry()) {
-      // The server closed an idle keep-alive connection just as we reused it: nothing was
-      // processed, so the request goes out again on a fresh connection.
+      // The server closed an idle keep-alive connection just as we reused it: it answered
+      // nothing, so a request that is safe to repeat goes out again on a fresh connection.
       this.#retried = true;
+      this.#parser = new ResponseParser(this);
       this.#writes = [];
       this.#queueRequestHead(outgoingHeaders(this.#request));
       void this.#connect();
@@ -198,7 +208,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
 
   async #connect(): Promise<void> {
     try {
-      this.#conn = await this.#pool.acquire(this);
+      this.#conn = await this.#pool.acquire(this, this.#canRetry() ? undefined : FRESH_FOR_UNSAFE_MS);
     } catch (error) {
       const reason = error instanceof LocalUnreachableError ? error.message : String(error);
       return this.#abort(TunnelClose_Reason.LOCAL_UNREACHABLE, reason);
@@ -353,9 +363,37 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     this.cancel();
   }
 
+  /** Whether a request dropped unanswered may be sent again: its whole body is here to resend,
+   *  and repeating it cannot do harm twice (RFC 9110 §9.2.2, as Go's HTTP client decides). */
   #canRetry(): boolean {
-    return !this.#retried && this.#request.endStream;
+    return !this.#retried && this.#request.endStream && isReplayable(this.#request);
   }
+
+  /** Why a streamed body breaks its declared Content-Length, or null while it keeps it. Extra
+   *  bytes would reach the service as the start of a second, unvalidated request. */
+  #countBody(size: number, endStream: boolean): string | null {
+    if (typeof this.#framing !== "object") return null;
+    this.#bodyLeft -= size;
+    if (this.#bodyLeft < 0)
+      return `request body longer than its content-length ${this.#framing.contentLength}`;
+    if (endStream && this.#bodyLeft > 0) {
+      return `request body ended ${this.#bodyLeft} bytes short of its content-length ${this.#framing.contentLength}`;
+    }
+    return null;
+  }
+}
+
+/**
+ * A request that cannot be retried only goes out on a connection that was idle for less than
+ * this: servers' keep-alive timeouts are 5 s or more, so one that recent is not being closed.
+ */
+const FRESH_FOR_UNSAFE_MS = 1_000;
+
+const IDEMPOTENT_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+function isReplayable(request: TunnelRequest): boolean {
+  if (IDEMPOTENT_METHODS.has(request.method)) return true;
+  return request.headers.some((h) => h.name === "idempotency-key" || h.name === "x-idempotency-key");
 }
 
 const FRAMING_HEADERS = new Set(["content-length", "transfer-encoding"]);

@@ -22,6 +22,8 @@ export class LocalConnection {
   owner: LocalConnectionOwner | null = null;
   /** True once the connection served an exchange: it may have been closed by the server meanwhile. */
   reused = false;
+  /** When the connection last went back to the pool (performance.now()). */
+  idleSince = 0;
   socket!: Socket<LocalConnection>;
   open = true;
 }
@@ -49,9 +51,12 @@ export class LocalPool {
     return this.#idle.length;
   }
 
-  async acquire(owner: LocalConnectionOwner): Promise<LocalConnection> {
-    let conn = this.#idle.pop();
-    while (conn && !conn.open) conn = this.#idle.pop();
+  /**
+   * A connection for `owner`: the most recently released idle one (idle for less than
+   * `maxIdleMs` when given), else a new one.
+   */
+  async acquire(owner: LocalConnectionOwner, maxIdleMs = Number.POSITIVE_INFINITY): Promise<LocalConnection> {
+    let conn = this.#takeIdle(maxIdleMs);
     if (conn) {
       conn.socket.timeout(0);
       conn.reused = true;
@@ -67,6 +72,7 @@ export class LocalPool {
     conn.owner = null;
     if (!conn.open) return;
     if (this.#idle.length >= MAX_IDLE) return this.destroy(conn);
+    conn.idleSince = performance.now();
     conn.socket.timeout(IDLE_TIMEOUT_S);
     this.#idle.push(conn);
   }
@@ -81,6 +87,18 @@ export class LocalPool {
   closeAll(): void {
     for (const conn of this.#idle) this.destroy(conn);
     this.#idle = [];
+  }
+
+  // The pool is a stack in release order: when the newest is too old, so are all the others,
+  // and they stay for requests that may take them.
+  #takeIdle(maxIdleMs: number): LocalConnection | undefined {
+    while (this.#idle.length > 0) {
+      const conn = this.#idle[this.#idle.length - 1] as LocalConnection;
+      if (conn.open && performance.now() - conn.idleSince >= maxIdleMs) return undefined;
+      this.#idle.pop();
+      if (conn.open) return conn;
+    }
+    return undefined;
   }
 
   async #connect(): Promise<LocalConnection> {

@@ -102,8 +102,12 @@ describe("an authenticated agent that breaks the protocol", () => {
     expect(res.status).toBe(200);
     rogue.send({ case: "response", value: { ...head, status: 201, endStream: true } });
     expect(await bodyOrBroken(res)).toBe("broken");
-    await Bun.sleep(50);
-    expect(rogue.closes.some((c) => c.streamId === request.streamId)).toBe(true);
+    await eventually(async () => {
+      expect(rogue.closes.map((c) => [c.streamId, c.reason])).toContainEqual([
+        request.streamId,
+        TunnelClose_Reason.PROTOCOL_ERROR,
+      ]);
+    });
     // Its connection survives and serves the next request.
     const next = await requestTo(rogue, "pi-rogue-3");
     rogue.answer(next.request.streamId, 200, "again");
@@ -283,6 +287,7 @@ describe("before authentication", () => {
     await firstAnswer(ws);
     const res = await gateway.fetch("pi-late", "/");
     expect(res.status).toBe(404);
+    expect(res.headers.get("x-tunnel-error")).toBe("agent_not_connected");
   });
 });
 
@@ -345,10 +350,21 @@ describe("a local service that frames its response badly", () => {
 
 describe("host names", () => {
   test("only DNS-label agent ids route; anything else is an unknown host", async () => {
-    for (const host of [`PI-GOOD.${DOMAIN}`, `pi_good.${DOMAIN}`, `-x.${DOMAIN}`, `a.b.${DOMAIN}`]) {
+    for (const host of [`pi_good.${DOMAIN}`, `-x.${DOMAIN}`, `a.b.${DOMAIN}`, `pi-good.other.test`]) {
       const res = await fetch(`http://127.0.0.1:${gateway.httpPort}/`, { headers: { host } });
-      if (host.startsWith("PI-GOOD")) continue;
-      expect(res.status).toBe(404);
+      expect([host, res.status, res.headers.get("x-tunnel-error")]).toEqual([host, 404, "unknown_host"]);
+    }
+  });
+
+  test("host names are case-insensitive: an uppercase Host routes to the lowercase agent id", async () => {
+    for (const host of [
+      `PI-GOOD.${DOMAIN}`,
+      `Pi-Good.TUNNEL.Test:${gateway.httpPort}`,
+      `PI-GOOD.${DOMAIN}.`,
+    ]) {
+      const res = await fetch(`http://127.0.0.1:${gateway.httpPort}/case`, { headers: { host } });
+      expect([host, res.status, res.headers.get("x-tunnel-error")]).toEqual([host, 200, null]);
+      expect(((await res.json()) as { path: string }).path).toBe("/case");
     }
   });
 });
