@@ -29,7 +29,8 @@ const serveArgs = {
   "request-timeout": {
     type: "string",
     valueHint: "seconds",
-    description: "wait this long for response headers, then 504 (INDRANET_REQUEST_TIMEOUT; default 10)",
+    description:
+      "wait this long for response headers once the request is sent, then 504 (INDRANET_REQUEST_TIMEOUT; default 10)",
   },
   "idle-timeout": {
     type: "string",
