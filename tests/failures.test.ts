@@ -96,8 +96,9 @@ describe("answers when the tunnel cannot deliver", () => {
     cleanups.push(() => service.stop(true));
     const gateway = await gatewayFor();
     const agent = await agentFor(gateway, service.port as number);
+    const before = service.hangsSeen;
     const pending = gateway.fetch("pi-fail", "/hang");
-    await Bun.sleep(300);
+    await eventually(async () => expect(service.hangsSeen).toBe(before + 1));
     agent.proc.child.kill("SIGKILL");
     const res = await pending;
     expect(res.status).toBe(502);
@@ -151,8 +152,9 @@ describe("answers when the tunnel cannot deliver", () => {
     cleanups.push(() => service.stop(true));
     const gateway = await gatewayFor({ args: ["--heartbeat", "0.5", "--request-timeout", "60"] });
     const agent = await agentFor(gateway, service.port);
+    const before = service.hangsSeen;
     const pending = gateway.fetch("pi-fail", "/hang");
-    await Bun.sleep(200);
+    await eventually(async () => expect(service.hangsSeen).toBe(before + 1));
     // A stopped process keeps its socket open and says nothing, like a device that lost power
     // behind a NAT that never sends a reset.
     agent.proc.child.kill("SIGSTOP");

@@ -18,8 +18,12 @@ export function patternBytes(size: number, seed = 7): Uint8Array {
 /** A loopback TCP server always has a port; Bun types it optional for unix sockets. */
 export type OnPort<T> = T & { readonly port: number };
 
-export function startEchoService(): OnPort<Server<undefined>> {
-  return Bun.serve({
+/** The echo service; `hangsSeen` counts requests to /hang it has received (and never answers). */
+export type EchoService = OnPort<Server<undefined>> & { readonly hangsSeen: number };
+
+export function startEchoService(): EchoService {
+  let hangs = 0;
+  const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     idleTimeout: 0,
@@ -51,6 +55,7 @@ export function startEchoService(): OnPort<Server<undefined>> {
           });
         }
         case "hang":
+          hangs++;
           return new Promise<Response>(() => {});
         default: {
           const body = await req.text();
@@ -65,7 +70,8 @@ export function startEchoService(): OnPort<Server<undefined>> {
         }
       }
     },
-  }) as OnPort<Server<undefined>>;
+  });
+  return Object.defineProperty(server, "hangsSeen", { get: () => hangs }) as EchoService;
 }
 
 /**

@@ -69,13 +69,25 @@ describe("TLS", () => {
   });
 
   test("plain http on the TLS ingress port gets no answer from the tunnel", async () => {
-    const attempt = fetch(`http://127.0.0.1:${gateway.httpPort}/`, {
-      headers: { host: `pi-tls.${DOMAIN}` },
-    }).then(
-      (res) => res.status,
-      () => "refused",
-    );
-    expect(await attempt).not.toBe(200);
+    // A connected agent, so that an ingress that also spoke plain HTTP would answer 200.
+    const agent = new Agent(`wss://localhost:${gateway.wsPort}`, {
+      id: "pi-tls-plain",
+      to: service.port,
+      args: ["--ca", certs.caCert],
+    });
+    try {
+      await agent.ready();
+      expect((await httpsFetch("pi-tls-plain", "/")).status).toBe(200);
+      const attempt = await fetch(`http://127.0.0.1:${gateway.httpPort}/`, {
+        headers: { host: `pi-tls-plain.${DOMAIN}` },
+      }).then(
+        (res) => `answered ${res.status}`,
+        () => "no answer",
+      );
+      expect(attempt).toBe("no answer");
+    } finally {
+      await agent.stop();
+    }
   });
 });
 
