@@ -151,7 +151,9 @@ function dialOnce(run: Run, gateway: string): Promise<Outcome> {
 
   const onStop = async () => {
     if (tunnel) await finishStreams(tunnel, config.shutdownGraceMs);
-    ws.close(1000, "agent stopping");
+    // Through the connection, so that the last frames of this turn leave before the close.
+    if (tunnel) tunnel.close(1000, "agent stopping");
+    else ws.close(1000, "agent stopping");
     resolve({ kind: "stopped" });
   };
   run.stop.addEventListener("abort", onStop, { once: true });
@@ -176,12 +178,13 @@ function dialOnce(run: Run, gateway: string): Promise<Outcome> {
       return;
     }
     clearTimeout(dialTimer);
-    const ready = new TunnelConnection(ws, pool);
+    // Gateways before version 2 leave the field out: they read and send one frame per message.
+    const ready = new TunnelConnection(ws, pool, first.connected.protocolVersion || 1);
     tunnel = ready;
     run.tunnels.add(ready);
     ready.onGoAway = () => {
       resolve({ kind: "goaway" });
-      void ready.whenIdle().then(() => ws.close(1000, "finished after the gateway's GoAway"));
+      void ready.whenIdle().then(() => ready.close(1000, "finished after the gateway's GoAway"));
     };
     ready.startHeartbeat(first.connected.heartbeatIntervalMs);
     log.success(`tunnel ready: ${first.connected.url} → http://${config.to.host}:${config.to.port}`);
@@ -191,7 +194,7 @@ function dialOnce(run: Run, gateway: string): Promise<Outcome> {
     clearTimeout(dialTimer);
     run.stop.removeEventListener("abort", onStop);
     const served = tunnel !== null;
-    tunnel?.dispose();
+    tunnel?.closedByPeer();
     if (tunnel) run.tunnels.delete(tunnel);
     run.sockets.delete(socketClosed.promise);
     socketClosed.resolve();
@@ -241,12 +244,12 @@ function certificateProblem(event: Event): string | null {
 /** Stopping: refuse new streams and give those in flight up to `graceMs` to finish. */
 async function finishStreams(tunnel: TunnelConnection, graceMs: number): Promise<void> {
   tunnel.drain();
-  const busy = tunnel.exchanges.size;
+  const busy = tunnel.httpStreams;
   if (busy === 0) return;
   log.info(`finishing ${busy} stream(s) in flight, up to ${graceMs / 1000} s`);
   const idle = tunnel.whenIdle().then(() => true);
   if (!(await Promise.race([idle, Bun.sleep(graceMs).then(() => false)]))) {
-    log.warn(`grace period over: cutting ${tunnel.exchanges.size} stream(s) still in flight`);
+    log.warn(`grace period over: cutting ${tunnel.httpStreams} stream(s) still in flight`);
   }
 }
 

@@ -1,14 +1,13 @@
 // One stream on the agent: the request written to a local connection as HTTP/1.1, the response
 // parsed and sent back to the gateway, both bodies under the peer's credit.
 
-import { ReceiveWindow, SendWindow } from "../shared/flow.ts";
+import { ReceiveWindow, SendWindow, type WindowBudget } from "../shared/flow.ts";
 import { TunnelClose_Reason, type TunnelData, type TunnelRequest } from "../shared/gen/tunnel_pb.ts";
 import { endToEndHeaders } from "../shared/headers.ts";
 import {
   encodeClose,
   encodeData,
   encodeEnvelope,
-  encodeWindowUpdate,
   headerPairs,
   INITIAL_WINDOW,
   MAX_FRAME_PAYLOAD,
@@ -26,6 +25,10 @@ import { encodeChunk, encodeRequestHead, LAST_CHUNK, validateRequest } from "./r
 /** What an exchange needs from the tunnel connection that carries it. */
 export interface ExchangeCarrier {
   send(frame: Uint8Array): boolean;
+  /** Returns credit to the gateway (merged with other streams' in one frame). */
+  sendCredit(streamId: number, increment: number): void;
+  /** What the connection's streams share to grow their receive windows. */
+  readonly budget: WindowBudget;
   /** True while the WebSocket holds more unsent bytes than it should: data waits. */
   readonly congested: boolean;
   /** Calls `wake` once the connection is no longer congested. */
@@ -70,8 +73,10 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     this.#request = request;
     this.streamId = request.streamId;
     this.#sendWindow = new SendWindow(request.window);
-    this.#requestWindow = new ReceiveWindow(INITIAL_WINDOW, (increment) =>
-      carrier.send(encodeWindowUpdate(this.streamId, increment)),
+    this.#requestWindow = new ReceiveWindow(
+      INITIAL_WINDOW,
+      (increment) => carrier.sendCredit(this.streamId, increment),
+      carrier.budget,
     );
     this.#requestComplete = request.endStream;
     this.#framing = framingFor(request);
@@ -121,11 +126,22 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     this.#sendWindow.grant(increment);
   }
 
-  /** The gateway ended the stream (client gone, timeout): drop the local exchange at once. */
+  /** The gateway ended the stream (client gone, timeout). */
+  onClose(): void {
+    this.cancel();
+  }
+
+  /** This side's code failed on the stream. */
+  fault(): void {
+    this.cancel();
+  }
+
+  /** Drops the local exchange at once. */
   cancel(): void {
     if (this.#done) return;
     this.#done = true;
     streamStats.closed();
+    this.#requestWindow.dispose();
     this.#sendWindow.close();
     if (this.#conn) this.#pool.destroy(this.#conn);
     this.#carrier.forget(this);
@@ -328,6 +344,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     if (this.#done) return;
     this.#done = true;
     streamStats.closed();
+    this.#requestWindow.dispose();
     const conn = this.#conn;
     this.#conn = null;
     if (conn) {

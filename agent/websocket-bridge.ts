@@ -20,11 +20,8 @@ import { validateRequest } from "./request-head.ts";
 import { WritableWatch } from "./writable-watch.ts";
 
 /** What a WebSocket stream needs from the tunnel connection that carries it. */
-export interface WebSocketCarrier {
-  send(frame: Uint8Array): boolean;
-  /** Resolves once the tunnel accepts more data frames. */
-  whenWritable(): Promise<void>;
-  forgetWebSocket(bridge: LocalWebSocket): void;
+export interface WebSocketCarrier extends RelayCarrier {
+  forget(bridge: LocalWebSocket): void;
 }
 
 /** Bun's client sets these itself (key, version, extensions; protocols as an option). */
@@ -52,6 +49,7 @@ export class LocalWebSocket implements LocalSocket {
     this.#carrier = carrier;
     this.#relayCarrier = {
       send: (frame) => carrier.send(frame),
+      sendCredit: (streamId, increment) => carrier.sendCredit(streamId, increment),
       whenWritable: () => carrier.whenWritable(),
     };
     this.#origin = origin;
@@ -100,7 +98,7 @@ export class LocalWebSocket implements LocalSocket {
 
   // --- frames from the gateway ---------------------------------------------------------------
 
-  onMessage(message: WebSocketMessage): void {
+  onWebSocketMessage(message: WebSocketMessage): void {
     this.#relay?.onMessage(message);
   }
 
@@ -113,6 +111,16 @@ export class LocalWebSocket implements LocalSocket {
   }
 
   /** The stream ended without a closing handshake (client gone, tunnel lost): drop the socket. */
+  /** The gateway ended the stream. */
+  onClose(): void {
+    this.cancel();
+  }
+
+  /** This side's code failed on the stream. */
+  fault(): void {
+    this.cancel(TUNNEL_FAILURE_CODE, "agent error");
+  }
+
   cancel(code = TUNNEL_FAILURE_CODE, reason = "the tunnel stream ended"): void {
     if (this.#finished) return;
     if (this.#relay !== null) return this.#relay.abort(code, reason);
@@ -215,6 +223,6 @@ export class LocalWebSocket implements LocalSocket {
     this.#finished = true;
     clearTimeout(this.#connectTimer);
     this.#writable.wakeAll();
-    this.#carrier.forgetWebSocket(this);
+    this.#carrier.forget(this);
   }
 }

@@ -1,7 +1,8 @@
 // The WebSocket port agents dial: authentication first, then each connection becomes an
 // AgentSession in the registry.
 import type { Server, ServerWebSocket } from "bun";
-import { FailureRateLimiter } from "../shared/auth.ts";
+import { FailureRateLimiter, PROTOCOL_VERSION } from "../shared/auth.ts";
+import { MAX_MESSAGE_BYTES } from "../shared/batch.ts";
 import {
   ConnectError_Code as Code,
   type ConnectError_Code,
@@ -12,7 +13,6 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   INITIAL_WINDOW,
-  MAX_ENVELOPE_BYTES,
   MAX_FRAME_PAYLOAD,
   ProtocolError,
 } from "../shared/protocol.ts";
@@ -96,6 +96,7 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
     }
     const full = sessionLimit(registry, request);
     if (full !== null) return refuse(ws, Code.TOO_MANY_SESSIONS, full);
+    const version = Math.min(request.protocolVersion, PROTOCOL_VERSION);
     const session = new AgentSession(
       ws as ServerWebSocket<unknown>,
       {
@@ -104,6 +105,7 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
         remoteAddress: remote,
         agentVersion: request.agentVersion,
       },
+      version,
       (closed) => {
         registry.remove(closed);
         log.info(`agent ${closed.info.agentId} disconnected (session ${closed.id})`);
@@ -123,14 +125,19 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
               heartbeatIntervalMs: options.heartbeatIntervalMs,
               initialWindow: INITIAL_WINDOW,
               maxFramePayload: MAX_FRAME_PAYLOAD,
+              protocolVersion: version,
             },
           },
         },
       }),
     );
+    // Connected goes alone, before any stream's frame can join it: the agent reads it unbatched.
+    session.flush();
     // A socket that could not take the first frame is already closed: never register it.
     if (!sent || session.closed) return;
     registry.add(session);
+    // A first round-trip time, so that windows can grow before the first heartbeat.
+    session.ping();
     log.info(`agent ${request.agentId} connected from ${remote} (session ${session.id}) → ${url}`);
   };
 
@@ -162,7 +169,7 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
       return new Response("this port accepts indraNet agents over WebSocket\n", { status: 426 });
     },
     websocket: {
-      maxPayloadLength: MAX_ENVELOPE_BYTES,
+      maxPayloadLength: MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
       // Liveness is the tunnel's own heartbeat; Bun's idle timer would cut quiet agents.
       idleTimeout: 0,

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { newNonce, PROTOCOL_VERSION, signConnect } from "../shared/auth.ts";
+import { MIN_PROTOCOL_VERSION, newNonce, PROTOCOL_VERSION, signConnect } from "../shared/auth.ts";
 import { ConnectError_Code, type ConnectRequest, ConnectRequestSchema } from "../shared/gen/tunnel_pb.ts";
 import { Authenticator, type TokenEntry } from "./authenticate.ts";
 
@@ -44,8 +44,14 @@ describe("authenticator", () => {
   test("refuses an older agent and says to upgrade it", () => {
     const result = refusal(new Authenticator([HOME]), connect({ protocolVersion: 0 }));
     expect(result.code).toBe(ConnectError_Code.INCOMPATIBLE_VERSION);
-    expect(result.message).toContain(`version ${PROTOCOL_VERSION}`);
+    expect(result.message).toContain(`versions ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`);
     expect(result.message).toContain("upgrade the agent");
+  });
+
+  test("accepts an agent of every version it still speaks", () => {
+    for (let v = MIN_PROTOCOL_VERSION; v <= PROTOCOL_VERSION; v++) {
+      expect(new Authenticator([HOME]).authenticate(connect({ protocolVersion: v }), NOW).ok).toBe(true);
+    }
   });
 
   test("refuses a newer agent and says to upgrade the gateway", () => {

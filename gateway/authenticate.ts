@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import {
   agentIdAllowed,
   isValidAgentId,
+  MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   ReplayGuard,
   verifyConnectSignature,
@@ -42,7 +43,9 @@ export class Authenticator {
   }
 
   authenticate(req: ConnectRequest, nowMs: number): AuthResult {
-    if (req.protocolVersion !== PROTOCOL_VERSION) return refuseVersion(req.protocolVersion);
+    if (req.protocolVersion < MIN_PROTOCOL_VERSION || req.protocolVersion > PROTOCOL_VERSION) {
+      return refuseVersion(req.protocolVersion);
+    }
     if (!isValidAgentId(req.agentId)) {
       return refuse(
         ConnectError_Code.INVALID_ID,
@@ -93,7 +96,7 @@ function refuseVersion(agentVersion: number): AuthResult {
   const upgrade = agentVersion < PROTOCOL_VERSION ? "upgrade the agent" : "upgrade the gateway";
   return refuse(
     ConnectError_Code.INCOMPATIBLE_VERSION,
-    `agent speaks protocol version ${agentVersion}, this gateway speaks version ${PROTOCOL_VERSION}: ${upgrade}`,
+    `agent speaks protocol version ${agentVersion}, this gateway speaks versions ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}: ${upgrade}`,
   );
 }
 

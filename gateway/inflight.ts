@@ -1,7 +1,8 @@
 // One HTTP exchange in flight on the gateway: the request body going to the agent under the
-// agent's credit, and the response coming back as a Response whose body is pulled by the client.
+// agent's credit, and the response coming back as a Response whose body is written straight to
+// the client's socket as it arrives.
 
-import { ReceiveWindow, SendWindow } from "../shared/flow.ts";
+import { ReceiveWindow, SendWindow, type WindowBudget } from "../shared/flow.ts";
 import {
   type TunnelClose,
   TunnelClose_Reason,
@@ -9,7 +10,7 @@ import {
   type TunnelResponse,
 } from "../shared/gen/tunnel_pb.ts";
 import { endToEndHeaders } from "../shared/headers.ts";
-import { encodeClose, encodeData, encodeWindowUpdate, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
+import { encodeClose, encodeData, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
 import { streamStats } from "../shared/stream-stats.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 
@@ -17,6 +18,10 @@ import { type IngressError, ingressError } from "./errors.ts";
 export interface StreamCarrier {
   /** Sends one encoded Envelope; false when the connection is gone. */
   send(frame: Uint8Array): boolean;
+  /** Returns credit to the agent (merged with other streams' in one frame). */
+  sendCredit(streamId: number, increment: number): void;
+  /** What the connection's streams share to grow their receive windows. */
+  readonly budget: WindowBudget;
   /** Resolves when the connection accepts more data frames (WebSocket backpressure). */
   whenWritable(): Promise<void>;
   /** Called once when the stream is finished, however it ended. */
@@ -65,8 +70,10 @@ export class GatewayStream {
   readonly #idleTimeoutMs: number;
   #chunks: Uint8Array[] = [];
   #ended = false;
-  #controller: ReadableByteStreamController | null = null;
-  #wakePull: (() => void) | null = null;
+  /** The client's socket as Bun gives it to a direct stream, once it wants the body. */
+  #sink: ReadableStreamDirectController | null = null;
+  /** Set while the client's socket is full: a write is waiting for it to drain. */
+  #sinkFull = false;
   #finished = false;
 
   constructor(carrier: StreamCarrier, init: StreamInit) {
@@ -74,8 +81,10 @@ export class GatewayStream {
     this.streamId = init.streamId;
     this.requestId = init.requestId;
     this.sendWindow = new SendWindow(init.sendWindow);
-    this.receiveWindow = new ReceiveWindow(init.receiveWindow, (increment) =>
-      this.#carrier.send(encodeWindowUpdate(this.streamId, increment)),
+    this.receiveWindow = new ReceiveWindow(
+      init.receiveWindow,
+      (increment) => this.#carrier.sendCredit(this.streamId, increment),
+      carrier.budget,
     );
     this.#headTimeoutMs = init.headTimeoutMs;
     this.#idleTimeoutMs = init.idleTimeoutMs;
@@ -91,6 +100,19 @@ export class GatewayStream {
 
   get finished(): boolean {
     return this.#finished;
+  }
+
+  get logName(): string {
+    return `request ${this.requestId}`;
+  }
+
+  onWindowUpdate(increment: number): void {
+    this.sendWindow.grant(increment);
+  }
+
+  /** The gateway's own code failed on this stream. */
+  fault(): void {
+    this.fail(ingressError("gateway_error"));
   }
 
   /**
@@ -130,7 +152,7 @@ export class GatewayStream {
     this.#touch();
     if (message.endStream) {
       this.#ended = true;
-      this.#wake();
+      this.#writeToClient();
     }
   }
 
@@ -154,12 +176,11 @@ export class GatewayStream {
     this.#cutBody(error);
   }
 
-  // Error the body now rather than at the next pull: a client that stopped reading must not
+  // Error the body now rather than at the next write: a client that stopped reading must not
   // keep the stream (and its buffered window) alive.
   #cutBody(error: IngressError): void {
-    this.#controller?.error(error);
     this.#finish();
-    this.#wake();
+    this.#sink?.close(error);
   }
 
   /** The client went away: tell the agent to drop the local exchange. */
@@ -244,52 +265,52 @@ export class GatewayStream {
     }
     this.#chunks.push(payload);
     streamStats.buffered(this.receiveWindow.buffered);
-    this.#wake();
+    this.#writeToClient();
   }
 
+  // A direct stream: Bun calls pull() once and the body is written as frames arrive, with no
+  // queue, promise or buffer transfer per chunk.
   #bodyStream(): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>(
-      {
-        type: "bytes",
-        start: (controller) => {
-          this.#controller = controller;
-        },
-        pull: () => this.#pull(),
-        cancel: () => this.cancel(),
+    return new ReadableStream<Uint8Array>({
+      type: "direct",
+      pull: (sink) => {
+        this.#sink = sink;
+        this.#writeToClient();
       },
-      { highWaterMark: 0 },
-    );
+      cancel: () => this.cancel(),
+    });
   }
 
-  // Credit goes back only when the client's connection pulls: a slow client stalls its own
-  // stream at one window and nothing more.
-  async #pull(): Promise<void> {
-    while (this.#chunks.length === 0 && !this.#ended && !this.#finished) {
-      await new Promise<void>((resolve) => {
-        this.#wakePull = resolve;
-      });
-    }
-    const controller = this.#controller;
-    // Finished meanwhile: failed (the body is already errored) or cancelled by the client.
-    if (this.#finished || controller === null) return;
-    const chunk = this.#chunks.shift();
-    this.#touch();
-    if (chunk !== undefined) {
-      // enqueue() transfers the chunk's buffer, leaving `chunk` detached: size it first.
+  // Credit goes back once Bun has taken the bytes. When the client's socket is full, write()
+  // answers with a promise and nothing more is written (nor credited) until it drains: a slow
+  // client stalls its own stream at one window and nothing more.
+  #writeToClient(): void {
+    const sink = this.#sink;
+    if (sink === null || this.#sinkFull || this.#finished) return;
+    for (let chunk = this.#chunks.shift(); chunk !== undefined; chunk = this.#chunks.shift()) {
       const size = chunk.byteLength;
-      controller.enqueue(chunk as Uint8Array<ArrayBuffer>);
+      const written = sink.write(chunk);
       this.bytesOut += size;
       this.receiveWindow.handedOn(size);
-      return;
+      this.#touch();
+      if (typeof written !== "number") {
+        this.#sinkFull = true;
+        written.then(
+          () => {
+            this.#sinkFull = false;
+            this.#writeToClient();
+          },
+          () => this.cancel(),
+        );
+        return;
+      }
     }
-    controller.close();
-    this.#finish();
-  }
-
-  #wake(): void {
-    const wake = this.#wakePull;
-    this.#wakePull = null;
-    wake?.();
+    if (this.#ended) {
+      // Finished first: Bun ignores server.timeout() for a request whose response has ended,
+      // and the access log's hook restores the send timeout.
+      this.#finish();
+      sink.close();
+    }
   }
 
   #timeout(): void {
@@ -334,6 +355,7 @@ export class GatewayStream {
     clearTimeout(this.#headTimer);
     clearTimeout(this.#idleTimer);
     this.#chunks = [];
+    this.receiveWindow.dispose();
     this.#carrier.forget(this);
     this.onFinished?.(this);
   }

@@ -74,7 +74,7 @@ async function forward(
   const session = options.registry.pick(agentId);
   if (!session) return refuse(ingressError("agent_not_connected", agentId), agentId);
   // WebSocket streams hold a window each way too: they count against the same limit.
-  if (session.streams.size + session.websockets.size >= options.maxStreamsPerAgent) {
+  if (session.streams.size >= options.maxStreamsPerAgent) {
     return refuse(ingressError("too_many_streams", `${options.maxStreamsPerAgent} in flight`), agentId);
   }
   const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);

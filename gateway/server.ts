@@ -125,7 +125,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   // answering (a response body still being written counts).
   const inFlight = () => {
     let streams = 0;
-    for (const session of registry.all()) streams += session.streams.size;
+    for (const session of registry.all()) streams += session.httpStreams;
     return Math.max(streams, ingress.pendingRequests);
   };
 

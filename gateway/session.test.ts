@@ -1,21 +1,27 @@
 import { expect, test } from "bun:test";
+import type { ServerWebSocket } from "bun";
+import { PROTOCOL_VERSION } from "../shared/auth.ts";
+import { forEachFrame } from "../shared/batch.ts";
 import { TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
 import { decodeEnvelope, encodeData, encodeEnvelope, INITIAL_WINDOW } from "../shared/protocol.ts";
-import { AgentSession, type AgentSocket } from "./session.ts";
+import { AgentSession } from "./session.ts";
 
 /** A WebSocket that keeps what the session sends and says whether it was closed. */
 function fakeSocket() {
   const sent: ReturnType<typeof decodeEnvelope>[] = [];
   let closed = false;
   const ws = {
-    send(frame: Uint8Array) {
-      sent.push(decodeEnvelope(frame));
-      return frame.byteLength;
+    send(message: Uint8Array) {
+      forEachFrame(message, (frame) => sent.push(decodeEnvelope(frame)));
+      return message.byteLength;
+    },
+    cork(writes: () => void) {
+      writes();
     },
     close() {
       closed = true;
     },
-  } as unknown as AgentSocket;
+  } as unknown as ServerWebSocket<unknown>;
   return { ws, sent, closed: () => closed };
 }
 
@@ -38,6 +44,7 @@ test("a stream whose handler throws costs that stream only, not the session", as
   const session = new AgentSession(
     socket.ws,
     { agentId: "pi-x", token: "t", remoteAddress: "127.0.0.1", agentVersion: "test" },
+    PROTOCOL_VERSION,
     () => {},
   );
   const broken = session.openStream({ ...STREAM, requestId: "req-broken" });
@@ -52,6 +59,7 @@ test("a stream whose handler throws costs that stream only, not the session", as
   const failed = await broken.response;
   expect(failed.status).toBe(500);
   expect(failed.headers.get("x-tunnel-error")).toBe("gateway_error");
+  session.flush();
   const close = socket.sent.find((m) => m.case === "close");
   expect(close?.case === "close" && close.value.streamId).toBe(broken.streamId);
   expect(close?.case === "close" && close.value.reason).toBe(TunnelClose_Reason.PROTOCOL_ERROR);

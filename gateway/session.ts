@@ -1,17 +1,10 @@
-// One authenticated agent connection: the streams multiplexed over it, its liveness, and the
-// WebSocket's own backpressure.
+// One authenticated agent connection on the gateway: the multiplexer (shared/mux.ts) plus what
+// only the gateway does: it opens the streams, and it takes the agents' response heads.
 import type { ServerWebSocket } from "bun";
-import { logFault } from "../shared/fault.ts";
-import { type ControlMessage, TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
-import { log } from "../shared/log.ts";
-import {
-  type ControlInit,
-  decodeEnvelope,
-  encodeClose,
-  encodeControl,
-  envelopeStreamId,
-  ProtocolError,
-} from "../shared/protocol.ts";
+import { TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
+import { type Frame, Multiplexer } from "../shared/mux.ts";
+import { encodeClose } from "../shared/protocol.ts";
+import { AgentSocket } from "./agent-socket.ts";
 import { ingressError } from "./errors.ts";
 import { GatewayStream, type StreamCarrier, type StreamInit } from "./inflight.ts";
 import { type BridgeCarrier, WebSocketBridge } from "./websocket-bridge.ts";
@@ -23,200 +16,99 @@ export interface SessionInfo {
   agentVersion: string;
 }
 
-/** The WebSocket with whatever per-connection state the listener keeps on it. */
-export type AgentSocket = ServerWebSocket<unknown>;
+type SessionStream = GatewayStream | WebSocketBridge;
 
-export class AgentSession implements StreamCarrier, BridgeCarrier {
+export class AgentSession extends Multiplexer<SessionStream> implements StreamCarrier, BridgeCarrier {
   readonly id = crypto.randomUUID();
   readonly info: SessionInfo;
   readonly connectedAt = Date.now();
-  lastSeen = Date.now();
-  bytesIn = 0;
-  bytesOut = 0;
   /** Set while a newer session for the same id waits to hear whether this one is still alive. */
   probeDeadline = 0;
-  readonly streams = new Map<number, GatewayStream>();
-  /** WebSocket streams, apart from HTTP ones: they share the stream ids, not the lifecycle. */
-  readonly websockets = new Map<number, WebSocketBridge>();
+  /** HTTP streams open: a draining gateway waits for these, not for WebSockets. */
+  httpStreams = 0;
 
-  readonly #ws: AgentSocket;
+  readonly #socket: AgentSocket;
   #nextStreamId = 1;
-  #pingSeq = 0;
-  #closed = false;
-  #congested = false;
-  #drainWaiters: (() => void)[] = [];
-  #onClosed: (session: AgentSession) => void;
+  readonly #onClosed: (session: AgentSession) => void;
 
-  constructor(ws: AgentSocket, info: SessionInfo, onClosed: (session: AgentSession) => void) {
-    this.#ws = ws;
+  constructor(
+    ws: ServerWebSocket<unknown>,
+    info: SessionInfo,
+    version: number,
+    onClosed: (session: AgentSession) => void,
+  ) {
+    const socket = new AgentSocket(ws);
+    super(socket, version);
+    this.#socket = socket;
     this.info = info;
     this.#onClosed = onClosed;
   }
 
-  get closed(): boolean {
-    return this.#closed;
+  protected get logName(): string {
+    return `agent ${this.info.agentId} session ${this.id}`;
   }
 
   openStream(init: Omit<StreamInit, "streamId">): GatewayStream {
     const streamId = this.#allocateStreamId();
     const stream = new GatewayStream(this, { ...init, streamId });
     this.streams.set(streamId, stream);
+    this.httpStreams++;
     return stream;
-  }
-
-  // Server send() returns -1 when Bun queued the frame (wait for drain) and 0 when it dropped
-  // it for good: a dropped frame would corrupt a stream, so the connection goes.
-  send(frame: Uint8Array): boolean {
-    if (this.#closed) return false;
-    const result = this.#ws.send(frame);
-    if (result === 0) {
-      this.close(1011, "send buffer overflow");
-      return false;
-    }
-    if (result === -1) this.#congested = true;
-    this.bytesOut += frame.byteLength;
-    return true;
-  }
-
-  whenWritable(): Promise<void> {
-    if (!this.#congested || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
   openWebSocket(requestId: string, handshakeTimeoutMs: number): WebSocketBridge {
     const streamId = this.#allocateStreamId();
     const bridge = new WebSocketBridge(this, streamId, requestId, handshakeTimeoutMs);
-    this.websockets.set(streamId, bridge);
+    this.streams.set(streamId, bridge);
     return bridge;
   }
 
-  forgetWebSocket(bridge: WebSocketBridge): void {
-    this.websockets.delete(bridge.streamId);
-  }
-
-  forget(stream: GatewayStream): void {
+  forget(stream: SessionStream): void {
+    if (this.streams.get(stream.streamId) !== stream) return;
     this.streams.delete(stream.streamId);
+    if (stream instanceof GatewayStream) this.httpStreams--;
   }
 
-  /** Called by the listener for each binary message of this connection. */
-  receive(frame: Uint8Array): void {
-    this.lastSeen = Date.now();
+  /** Any frame answers a probe: the session is alive. */
+  override receive(message: Uint8Array): void {
     this.probeDeadline = 0;
-    this.bytesIn += frame.byteLength;
-    let message: ReturnType<typeof decodeEnvelope> | undefined;
-    try {
-      message = decodeEnvelope(frame);
-      this.#dispatch(message);
-    } catch (error) {
-      // Whatever one agent's frames trigger costs that agent its connection, never the gateway.
-      if (error instanceof ProtocolError) {
-        log.warn(`agent ${this.info.agentId}: protocol error, closing: ${error.message}`);
-        return this.close(1002, error.message.slice(0, 120));
-      }
-      // A bug met by one stream costs that stream; the session's other streams carry on.
-      const streamId = message && envelopeStreamId(message);
-      if (streamId !== undefined && this.#failStream(streamId, error)) return;
-      logFault(`agent ${this.info.agentId} session ${this.id}, closing it`, error);
-      this.close(1011, "internal error");
-    }
+    super.receive(message);
   }
 
-  #failStream(streamId: number, error: unknown): boolean {
-    const stream = this.streams.get(streamId) ?? this.websockets.get(streamId);
-    if (stream === undefined) return false;
-    logFault(
-      `agent ${this.info.agentId} session ${this.id} stream ${streamId} (request ${stream.requestId})`,
-      error,
-    );
-    this.send(encodeClose(streamId, TunnelClose_Reason.PROTOCOL_ERROR, "gateway error"));
-    stream.fail(ingressError("gateway_error"));
-    return true;
-  }
-
+  /** Called by the listener when Bun drains the socket. */
   drained(): void {
-    this.#congested = false;
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const wake of waiters) wake();
-  }
-
-  ping(): void {
-    this.#sendControl({ case: "ping", value: { seq: ++this.#pingSeq } });
+    this.#socket.drained();
   }
 
   sendGoAway(message: string): void {
-    this.#sendControl({ case: "goAway", value: { message } });
+    this.sendControl({ case: "goAway", value: { message } });
   }
 
-  close(code: number, reason: string): void {
-    if (this.#closed) return;
-    this.#ws.close(code, reason);
-    this.closedByPeer();
+  protected dispatchRole(frame: Frame): boolean {
+    if (frame.case !== "response") return false;
+    this.streams.get(frame.value.streamId)?.onResponse(frame.value);
+    return true;
   }
 
-  /** The socket is gone (either side closed it): every stream still open ends with 502. */
-  closedByPeer(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.drained();
-    for (const stream of [...this.streams.values()]) stream.fail(ingressError("agent_disconnected"));
-    for (const bridge of [...this.websockets.values()]) bridge.fail(ingressError("agent_disconnected"));
-    this.websockets.clear();
+  protected sendStreamFault(streamId: number): void {
+    this.send(encodeClose(streamId, TunnelClose_Reason.PROTOCOL_ERROR, "gateway error"));
+  }
+
+  /** Every stream still open ends with 502 (a broken body once its head went out). */
+  protected onClosed(): void {
+    this.#socket.drained();
+    const streams = [...this.streams.values()];
     this.streams.clear();
+    this.httpStreams = 0;
+    for (const stream of streams) stream.fail(ingressError("agent_disconnected"));
     this.#onClosed(this);
-  }
-
-  #dispatch(message: ReturnType<typeof decodeEnvelope>): void {
-    switch (message.case) {
-      case "response":
-        this.streams.get(message.value.streamId)?.onResponse(message.value);
-        this.websockets.get(message.value.streamId)?.onResponse(message.value);
-        return;
-      case "data":
-        this.streams.get(message.value.streamId)?.onData(message.value);
-        return;
-      case "close":
-        this.streams.get(message.value.streamId)?.onClose(message.value);
-        this.websockets.get(message.value.streamId)?.onClose(message.value);
-        return;
-      case "websocketMessage":
-        this.websockets.get(message.value.streamId)?.onMessage(message.value);
-        return;
-      case "websocketClose":
-        this.websockets.get(message.value.streamId)?.onWebSocketClose(message.value);
-        return;
-      case "control":
-        return this.#onControl(message.value);
-      default:
-        throw new ProtocolError(`unexpected ${message.case} from an agent`);
-    }
-  }
-
-  #onControl(control: ControlMessage): void {
-    const kind = control.kind;
-    switch (kind.case) {
-      case "ping":
-        return this.#sendControl({ case: "pong", value: { seq: kind.value.seq } });
-      case "pong":
-        return;
-      case "windowUpdate":
-        this.streams.get(kind.value.streamId)?.sendWindow.grant(kind.value.increment);
-        this.websockets.get(kind.value.streamId)?.onWindowUpdate(kind.value.increment);
-        return;
-      default:
-        throw new ProtocolError(`unexpected control ${kind.case ?? "message"} from an agent`);
-    }
-  }
-
-  #sendControl(kind: ControlInit): void {
-    this.send(encodeControl(kind));
   }
 
   // Stream ids wrap within uint32 and skip ids still in use, so a long-lived session never
   // runs out and never reuses a live id.
   #allocateStreamId(): number {
     let id = this.#nextStreamId;
-    while (this.streams.has(id) || this.websockets.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
+    while (this.streams.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
     this.#nextStreamId = id >= 0xffffffff ? 1 : id + 1;
     return id;
   }

@@ -10,16 +10,19 @@ import {
   type WebSocketMessage,
 } from "../shared/gen/tunnel_pb.ts";
 import { encodeClose, encodeEnvelope, INITIAL_WINDOW, MAX_WEBSOCKET_MESSAGE } from "../shared/protocol.ts";
-import { type LocalSocket, TUNNEL_FAILURE_CODE, WebSocketRelay } from "../shared/websocket-relay.ts";
+import {
+  type LocalSocket,
+  type RelayCarrier,
+  TUNNEL_FAILURE_CODE,
+  WebSocketRelay,
+} from "../shared/websocket-relay.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 import { CLOSE_STATUS } from "./inflight.ts";
 
 /** What a bridge needs from the agent connection that carries it. */
-export interface BridgeCarrier {
-  send(frame: Uint8Array): boolean;
-  whenWritable(): Promise<void>;
+export interface BridgeCarrier extends RelayCarrier {
   /** Called once when the bridge is over, however it ended. */
-  forgetWebSocket(bridge: WebSocketBridge): void;
+  forget(bridge: WebSocketBridge): void;
 }
 
 export type IngressSocket = ServerWebSocket<WebSocketBridge>;
@@ -138,7 +141,11 @@ export class WebSocketBridge implements LocalSocket {
     this.#answer.resolve(null);
   }
 
-  onMessage(message: WebSocketMessage): void {
+  get logName(): string {
+    return `request ${this.requestId}`;
+  }
+
+  onWebSocketMessage(message: WebSocketMessage): void {
     this.#relay?.onMessage(message);
   }
 
@@ -155,6 +162,11 @@ export class WebSocketBridge implements LocalSocket {
     const error = ingressError(CLOSE_STATUS[message.reason] ?? "agent_error", message.message);
     if (this.#relay === null) return this.#refuse(error);
     this.#relay.abort(TUNNEL_FAILURE_CODE, closeReason(error));
+  }
+
+  /** The gateway's own code failed on this stream. */
+  fault(): void {
+    this.fail(ingressError("gateway_error"));
   }
 
   /** The session is gone: a 502 before the upgrade, a 1011 close after it. */
@@ -250,7 +262,7 @@ export class WebSocketBridge implements LocalSocket {
     this.#finished = true;
     clearTimeout(this.#handshakeTimer);
     this.drained();
-    this.#carrier.forgetWebSocket(this);
+    this.#carrier.forget(this);
   }
 }
 

@@ -1,8 +1,13 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { ConnectRequest } from "./gen/tunnel_pb.ts";
 
-/** The protocol version both binaries speak; the gateway refuses any other. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol version this build speaks. 2 batches frames and merges window updates
+ * (proto/tunnel.proto); a gateway still serves agents of every version from
+ * `MIN_PROTOCOL_VERSION` and tells older ones to upgrade.
+ */
+export const PROTOCOL_VERSION = 2;
+export const MIN_PROTOCOL_VERSION = 1;
 
 /** The ConnectRequest fields covered by the signature. */
 export type ConnectFields = Pick<

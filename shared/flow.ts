@@ -52,24 +52,76 @@ export class SendWindow {
   }
 }
 
+/** A stream's receive window never grows past this. */
+export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
+
+/**
+ * What all the streams of one connection share for growing their windows: the round-trip time
+ * that says whether a window is too small, and a budget that bounds the memory of all of them.
+ */
+export class WindowBudget {
+  /** Smoothed round-trip time in ms; 0 until the first measurement. */
+  rttMs = 0;
+  #left: number;
+
+  constructor(bytes: number) {
+    this.#left = bytes;
+  }
+
+  get left(): number {
+    return this.#left;
+  }
+
+  /** Folds one round-trip sample in (RFC 6298's smoothing). */
+  sample(rttMs: number): void {
+    this.rttMs = this.rttMs === 0 ? rttMs : this.rttMs * 0.875 + rttMs * 0.125;
+  }
+
+  take(bytes: number): number {
+    const granted = Math.max(0, Math.min(bytes, this.#left));
+    this.#left -= granted;
+    return granted;
+  }
+
+  giveBack(bytes: number): void {
+    this.#left += bytes;
+  }
+}
+
 /**
  * Receive side: counts bytes buffered for one stream and batches credit returns, so that a
  * window update costs one small frame per quarter window rather than one per chunk.
+ *
+ * With a budget the window grows: a stream that cycles through its window in little more than a
+ * round trip is limited by it, not by its reader, so the window doubles, up to
+ * `MAX_STREAM_WINDOW` and what the connection's budget has left (quic-go's auto-tuning).
  */
 export class ReceiveWindow {
   #buffered = 0;
   #unacknowledged = 0;
-  readonly #window: number;
+  #window: number;
+  readonly #initial: number;
   readonly #sendUpdate: (increment: number) => void;
+  readonly #budget: WindowBudget | undefined;
+  #handedOnTotal = 0;
+  #epochStartBytes = 0;
+  #epochStartMs = performance.now();
 
-  constructor(window: number, sendUpdate: (increment: number) => void) {
+  constructor(window: number, sendUpdate: (increment: number) => void, budget?: WindowBudget) {
     this.#window = window;
+    this.#initial = window;
     this.#sendUpdate = sendUpdate;
+    this.#budget = budget;
   }
 
   /** Bytes received and not yet handed on: bounded by the window for a well-behaved peer. */
   get buffered(): number {
     return this.#buffered;
+  }
+
+  /** The credit the peer may hold now: the initial window, or more once it grew. */
+  get window(): number {
+    return this.#window;
   }
 
   /** Records arriving bytes; false when the peer sent beyond the credit it was given. */
@@ -82,13 +134,37 @@ export class ReceiveWindow {
   handedOn(bytes: number): void {
     this.#buffered -= bytes;
     this.#unacknowledged += bytes;
+    this.#handedOnTotal += bytes;
     if (this.#unacknowledged >= this.#window / 4) this.flush();
   }
 
   flush(): void {
     if (this.#unacknowledged === 0) return;
-    const increment = this.#unacknowledged;
+    const increment = this.#unacknowledged + this.#grow();
     this.#unacknowledged = 0;
     this.#sendUpdate(increment);
+  }
+
+  /** The stream is over: what its window borrowed goes back to the connection. */
+  dispose(): void {
+    this.#budget?.giveBack(this.#window - this.#initial);
+    this.#window = this.#initial;
+  }
+
+  // Extra credit when the window, not the reader, limits the stream; starts a new epoch.
+  #grow(): number {
+    const budget = this.#budget;
+    const consumed = this.#handedOnTotal - this.#epochStartBytes;
+    if (budget === undefined || consumed <= this.#window / 2) return 0;
+    const now = performance.now();
+    let extra = 0;
+    const quick = budget.rttMs > 0 && now - this.#epochStartMs < 4 * (consumed / this.#window) * budget.rttMs;
+    if (quick && this.#window < MAX_STREAM_WINDOW) {
+      extra = budget.take(Math.min(this.#window, MAX_STREAM_WINDOW - this.#window));
+      this.#window += extra;
+    }
+    this.#epochStartMs = now;
+    this.#epochStartBytes = this.#handedOnTotal;
+    return extra;
   }
 }

@@ -10,7 +10,6 @@ import {
   encodeClose,
   encodeWebSocketClose,
   encodeWebSocketMessage,
-  encodeWindowUpdate,
   INITIAL_WINDOW,
   MAX_FRAME_PAYLOAD,
   MAX_WEBSOCKET_MESSAGE,
@@ -32,6 +31,8 @@ export interface LocalSocket {
 /** The tunnel connection that carries the stream. */
 export interface RelayCarrier {
   send(frame: Uint8Array): boolean;
+  /** Returns credit to the peer (merged with other streams' in one frame). */
+  sendCredit(streamId: number, increment: number): void;
   /** Resolves when the connection accepts more data frames (its own backpressure). */
   whenWritable(): Promise<void>;
 }
@@ -96,7 +97,7 @@ export class WebSocketRelay {
     this.streamId = init.streamId;
     this.sendWindow = new SendWindow(init.sendWindow);
     this.#receiveWindow = new ReceiveWindow(init.receiveWindow, (increment) =>
-      carrier.send(encodeWindowUpdate(this.streamId, increment)),
+      carrier.sendCredit(this.streamId, increment),
     );
     this.#onFinished = init.onFinished;
   }

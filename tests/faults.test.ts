@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { forEachFrame } from "../shared/batch.ts";
 import { decodeEnvelope } from "../shared/protocol.ts";
 import { type DelayRelay, startDelayRelay } from "./delay-relay.ts";
 import { Agent, adminUrl, DOMAIN, eventually, Gateway, Proc, scrape, sha256 } from "./harness.ts";
@@ -344,9 +345,11 @@ describe("agents by the hundred", () => {
               const timer = setTimeout(() => reject(new Error("no Connected")), 10_000);
               socket.onmessage = (event) => {
                 clearTimeout(timer);
-                const message = decodeEnvelope(new Uint8Array(event.data as ArrayBuffer));
-                if (message.case === "control" && message.value.kind.case === "connected") resolve();
-                else reject(new Error(`refused: ${message.case}`));
+                forEachFrame(new Uint8Array(event.data as ArrayBuffer), (frame) => {
+                  const message = decodeEnvelope(frame);
+                  if (message.case === "control" && message.value.kind.case === "connected") resolve();
+                  else if (message.case !== "control") reject(new Error(`refused: ${message.case}`));
+                });
               };
               socket.onclose = () => {
                 clearTimeout(timer);

@@ -7,6 +7,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ServerWebSocket } from "bun";
+import { MAX_MESSAGE_BYTES } from "../shared/batch.ts";
 import type { TunnelRequest } from "../shared/gen/tunnel_pb.ts";
 import { ConnectError_Code as Code, TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
 import { decodeEnvelope, encodeEnvelope, MAX_ENVELOPE_BYTES } from "../shared/protocol.ts";
@@ -217,9 +218,28 @@ describe("an authenticated agent that breaks the protocol", () => {
 
   test("a frame above the size limit closes the connection", async () => {
     const rogue = await RogueAgent.connect(gateway.wsUrl, "pi-rogue-7");
-    rogue.sendRaw(new Uint8Array(MAX_ENVELOPE_BYTES + 1));
+    rogue.sendRaw(new Uint8Array(MAX_MESSAGE_BYTES + 1));
     const closed = await rogue.closed;
     expect([closed.code, closed.reason]).toEqual([1009, "Received too big message"]);
+    await expectGatewayServing();
+  });
+
+  test("an Envelope above its own limit in a message Bun accepts is a protocol error", async () => {
+    const rogue = await RogueAgent.connect(gateway.wsUrl, "pi-rogue-7b");
+    const frame = new Uint8Array(MAX_ENVELOPE_BYTES + 1);
+    frame[0] = 0x2a; // Envelope.data, length-delimited: what follows does not matter
+    rogue.sendRaw(frame);
+    const closed = await rogue.closed;
+    expect(closed.code).toBe(1002);
+    expect(closed.reason).toContain(`exceeds ${MAX_ENVELOPE_BYTES}`);
+    await expectGatewayServing();
+  });
+
+  test("a batch whose lengths overrun its message is a protocol error", async () => {
+    const rogue = await RogueAgent.connect(gateway.wsUrl, "pi-rogue-7c");
+    rogue.sendRaw(new Uint8Array([0x00, 0x05, 0x2a, 0x00]));
+    const closed = await rogue.closed;
+    expect([closed.code, closed.reason]).toEqual([1002, "batch entry of 5 bytes overruns its message"]);
     await expectGatewayServing();
   });
 
@@ -261,7 +281,7 @@ describe("before authentication", () => {
 
   test("an oversized first frame closes the connection", async () => {
     const ws = await openSocket(gateway.wsUrl);
-    ws.send(new Uint8Array(MAX_ENVELOPE_BYTES + 1));
+    ws.send(new Uint8Array(MAX_MESSAGE_BYTES + 1));
     const { close } = await firstAnswer(ws);
     expect(close.code).toBe(1009);
     await expectGatewayServing();

@@ -1,6 +1,7 @@
 // A hand-driven agent for attacking the real gateway: it authenticates like the real agent
 // (signConnect over a raw WebSocket) and then sends whatever the test tells it to.
 import { newNonce, PROTOCOL_VERSION, signConnect } from "../shared/auth.ts";
+import { forEachFrame } from "../shared/batch.ts";
 import type { TunnelClose, TunnelRequest } from "../shared/gen/tunnel_pb.ts";
 import { decodeEnvelope, type EnvelopeInit, encodeEnvelope } from "../shared/protocol.ts";
 import { DEFAULT_TOKEN, type TokenSpec } from "./harness.ts";
@@ -41,19 +42,24 @@ export class RogueAgent {
       ws.addEventListener("close", resolve);
     });
     ws.addEventListener("message", (event) => {
-      const message = decodeEnvelope(new Uint8Array(event.data as ArrayBuffer));
-      if (message.case === "request") this.requests.push(message.value);
-      if (message.case === "close") this.closes.push(message.value);
-      if (message.case === "control" && message.value.kind.case === "ping") {
-        this.send({
-          case: "control",
-          value: { kind: { case: "pong", value: { seq: message.value.kind.value.seq } } },
-        });
-      }
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const wake of waiters) wake();
+      forEachFrame(new Uint8Array(event.data as ArrayBuffer), (frame) =>
+        this.#receive(decodeEnvelope(frame)),
+      );
     });
+  }
+
+  #receive(message: ReturnType<typeof decodeEnvelope>): void {
+    if (message.case === "request") this.requests.push(message.value);
+    if (message.case === "close") this.closes.push(message.value);
+    if (message.case === "control" && message.value.kind.case === "ping") {
+      this.send({
+        case: "control",
+        value: { kind: { case: "pong", value: { seq: message.value.kind.value.seq } } },
+      });
+    }
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
   }
 
   /** Authenticates as `agentId` and resolves once the gateway answered Connected. */
