@@ -6,10 +6,10 @@ import { TunnelClose_Reason, type TunnelData, type TunnelRequest } from "../shar
 import { endToEndHeaders } from "../shared/headers.ts";
 import {
   encodeClose,
-  encodeData,
   encodeEnvelope,
   headerPairs,
   INITIAL_WINDOW,
+  keepable,
   MAX_FRAME_PAYLOAD,
 } from "../shared/protocol.ts";
 import { streamStats } from "../shared/stream-stats.ts";
@@ -25,6 +25,8 @@ import { encodeChunk, encodeRequestHead, LAST_CHUNK, validateRequest } from "./r
 /** What an exchange needs from the tunnel connection that carries it. */
 export interface ExchangeCarrier {
   send(frame: Uint8Array): boolean;
+  /** Sends response-body bytes (encoded when the turn's frames are written). */
+  sendData(streamId: number, payload: Uint8Array, endStream: boolean): boolean;
   /** Returns credit to the gateway (merged with other streams' in one frame). */
   sendCredit(streamId: number, increment: number): void;
   /** What the connection's streams share to grow their receive windows. */
@@ -250,7 +252,8 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   }
 
   #write(bytes: Uint8Array, bodyBytes: number): void {
-    this.#writes.push({ bytes, bodyBytes });
+    const waits = this.#writes.length > 0 || this.#conn === null;
+    this.#writes.push({ bytes: waits ? keepable(bytes) : bytes, bodyBytes });
     if (this.#writes.length === 1) this.#flushWrites();
   }
 
@@ -263,7 +266,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
       const next = this.#writes[0] as { bytes: Uint8Array; bodyBytes: number };
       const written = conn.socket.write(next.bytes);
       if (written < next.bytes.byteLength) {
-        next.bytes = next.bytes.subarray(Math.max(written, 0));
+        next.bytes = keepable(next.bytes.subarray(Math.max(written, 0)));
         return;
       }
       this.#writes.shift();
@@ -337,7 +340,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   }
 
   #sendData(payload: Uint8Array, endStream: boolean): void {
-    this.#carrier.send(encodeData(this.streamId, payload, endStream));
+    this.#carrier.sendData(this.streamId, payload, endStream);
   }
 
   #complete(reusable: boolean): void {

@@ -10,7 +10,7 @@ import {
   type TunnelResponse,
 } from "../shared/gen/tunnel_pb.ts";
 import { endToEndHeaders } from "../shared/headers.ts";
-import { encodeClose, encodeData, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
+import { encodeClose, keepable, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
 import { streamStats } from "../shared/stream-stats.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 
@@ -18,6 +18,8 @@ import { type IngressError, ingressError } from "./errors.ts";
 export interface StreamCarrier {
   /** Sends one encoded Envelope; false when the connection is gone. */
   send(frame: Uint8Array): boolean;
+  /** Sends request-body bytes (encoded when the turn's frames are written). */
+  sendData(streamId: number, payload: Uint8Array, endStream: boolean): boolean;
   /** Returns credit to the agent (merged with other streams' in one frame). */
   sendCredit(streamId: number, increment: number): void;
   /** What the connection's streams share to grow their receive windows. */
@@ -256,14 +258,14 @@ export class GatewayStream {
   }
 
   #sendData(payload: Uint8Array, endStream: boolean): void {
-    this.#carrier.send(encodeData(this.streamId, payload, endStream));
+    this.#carrier.sendData(this.streamId, payload, endStream);
   }
 
   #accept(payload: Uint8Array): void {
     if (!this.receiveWindow.receive(payload.byteLength)) {
       return this.#protocolViolation("response body beyond the granted window");
     }
-    this.#chunks.push(payload);
+    this.#chunks.push(this.#sink === null || this.#sinkFull ? keepable(payload) : payload);
     streamStats.buffered(this.receiveWindow.buffered);
     this.#writeToClient();
   }

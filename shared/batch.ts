@@ -1,12 +1,9 @@
 // Several Envelopes in one WebSocket message (protocol version 2): a 0x00 marker, then each
 // encoded Envelope behind its length as a varint. An Envelope's first byte is a field tag, never
 // 0x00, so a receiver tells a batch from a lone Envelope by that byte alone.
-import { MAX_ENVELOPE_BYTES, ProtocolError } from "./protocol.ts";
+import { dataFrameSize, MAX_ENVELOPE_BYTES, ProtocolError, writeDataFrame } from "./protocol.ts";
 
 export const BATCH_MARKER = 0x00;
-
-/** Frames at least this large go out as a message of their own: copying them buys nothing. */
-export const BATCH_FRAME_LIMIT = 16 * 1024;
 
 /** A batch is closed at this size; the next frame starts another message. */
 export const MAX_BATCH_BYTES = 256 * 1024;
@@ -14,37 +11,103 @@ export const MAX_BATCH_BYTES = 256 * 1024;
 /** Largest WebSocket message either side accepts: a batch, or one Envelope at its limit. */
 export const MAX_MESSAGE_BYTES = Math.max(MAX_BATCH_BYTES, MAX_ENVELOPE_BYTES);
 
-/** The encoded size of `frames` as one batch. */
-export function batchSize(frames: readonly Uint8Array[]): number {
-  let size = 1;
-  for (const frame of frames) size += varintSize(frame.byteLength) + frame.byteLength;
-  return size;
+/** Body bytes queued for a stream, encoded only when the message they leave in is built. */
+export interface DataFrame {
+  streamId: number;
+  payload: Uint8Array;
+  endStream: boolean;
 }
 
-/** One message holding `frames` in order, in one exact allocation. */
-export function encodeBatch(frames: readonly Uint8Array[], size = batchSize(frames)): Uint8Array {
-  const out = new Uint8Array(size);
-  out[0] = BATCH_MARKER;
-  let at = 1;
-  for (const frame of frames) {
-    let n = frame.byteLength;
-    while (n >= 0x80) {
-      out[at++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
-    }
-    out[at++] = n;
-    out.set(frame, at);
-    at += frame.byteLength;
+/** What a connection queues: an Envelope already encoded, or body bytes to encode. */
+export type Outgoing = Uint8Array | DataFrame;
+
+/**
+ * Every message is built in this one buffer and written before the next is built: both Bun
+ * WebSockets copy what they cannot send at once, so nothing outlives the write. Body bytes are
+ * therefore copied once, from the socket that produced them into the message, and no message
+ * allocates (fresh buffers per frame showed up as page faults in profiles).
+ */
+const scratch = new Uint8Array(MAX_BATCH_BYTES);
+let scratchBusy = false;
+
+/**
+ * Writes `frames` in order, each Envelope its own message (`batching` false: protocol
+ * version 1) or as few batches as fit in `MAX_BATCH_BYTES`. A batch of one is sent as a lone
+ * Envelope. Stops and returns false at the first message `write` refused.
+ */
+export function writeFrames(
+  frames: readonly Outgoing[],
+  batching: boolean,
+  write: (message: Uint8Array) => boolean,
+): boolean {
+  // A write that re-enters (a socket closing under it) gets a buffer of its own.
+  const buffer = scratchBusy ? new Uint8Array(MAX_BATCH_BYTES) : scratch;
+  const owner = !scratchBusy;
+  scratchBusy = true;
+  try {
+    return batching ? writeBatches(buffer, frames, write) : writeEach(buffer, frames, write);
+  } finally {
+    if (owner) scratchBusy = false;
   }
-  return out;
+}
+
+function writeEach(
+  buffer: Uint8Array,
+  frames: readonly Outgoing[],
+  write: (m: Uint8Array) => boolean,
+): boolean {
+  for (const frame of frames) {
+    if (frame instanceof Uint8Array) {
+      if (!write(frame)) return false;
+      continue;
+    }
+    const end = writeDataFrame(buffer, 0, frame.streamId, frame.payload, frame.endStream);
+    if (!write(buffer.subarray(0, end))) return false;
+  }
+  return true;
+}
+
+function writeBatches(
+  buffer: Uint8Array,
+  frames: readonly Outgoing[],
+  write: (m: Uint8Array) => boolean,
+): boolean {
+  buffer[0] = BATCH_MARKER;
+  let at = 1;
+  let count = 0;
+  // Where the first Envelope of the message starts, to send a batch of one without its framing.
+  let firstStart = 0;
+  const emit = (): boolean => {
+    const message = count === 1 ? buffer.subarray(firstStart, at) : buffer.subarray(0, at);
+    at = 1;
+    count = 0;
+    return write(message);
+  };
+  for (const frame of frames) {
+    const size = frame instanceof Uint8Array ? frame.byteLength : frameSize(frame);
+    if (at + varintSize(size) + size > MAX_BATCH_BYTES && count > 0 && !emit()) return false;
+    at = writeVarint(buffer, at, size);
+    if (count === 0) firstStart = at;
+    if (frame instanceof Uint8Array) {
+      buffer.set(frame, at);
+      at += size;
+    } else {
+      at = writeDataFrame(buffer, at, frame.streamId, frame.payload, frame.endStream);
+    }
+    count++;
+  }
+  return count === 0 || emit();
+}
+
+function frameSize(frame: DataFrame): number {
+  return dataFrameSize(frame.streamId, frame.payload.byteLength, frame.endStream);
 }
 
 /**
- * Calls `each` with every Envelope in `message` (a batch or a lone Envelope). A lone Envelope is
- * `message` itself; each Envelope of a batch gets a buffer of its own, because whoever keeps a
- * decoded payload may transfer its buffer (a byte stream's `enqueue` does), which would detach
- * every other Envelope of the batch. Batched Envelopes are small, so the copy is cheap.
- * A batch whose lengths do not add up is a protocol error.
+ * Calls `each` with every Envelope in `message` (a batch or a lone Envelope), as views into it.
+ * Whoever keeps a decoded payload past the call keeps the whole message alive, so a small
+ * payload that waits is copied (`keepable` in protocol.ts). A batch whose lengths do not add up
+ * is a protocol error.
  */
 export function forEachFrame(message: Uint8Array, each: (frame: Uint8Array) => void): void {
   if (message.byteLength === 0 || message[0] !== BATCH_MARKER) return each(message);
@@ -62,11 +125,20 @@ export function forEachFrame(message: Uint8Array, each: (frame: Uint8Array) => v
     if (length === 0 || at + length > message.byteLength) {
       throw new ProtocolError(`batch entry of ${length} bytes overruns its message`);
     }
-    each(message.slice(at, at + length));
+    each(message.subarray(at, at + length));
     at += length;
   }
 }
 
 function varintSize(n: number): number {
   return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 4;
+}
+
+function writeVarint(out: Uint8Array, at: number, n: number): number {
+  while (n >= 0x80) {
+    out[at++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[at++] = n;
+  return at;
 }

@@ -3,7 +3,7 @@
 // event-loop turn in as few system calls as the socket allows. The gateway and the agent add
 // only what differs: who opens streams and what a stream does (gateway/session.ts,
 // agent/tunnel.ts).
-import { BATCH_FRAME_LIMIT, encodeBatch, forEachFrame, MAX_BATCH_BYTES } from "./batch.ts";
+import { forEachFrame, type Outgoing, writeFrames } from "./batch.ts";
 import { logFault } from "./fault.ts";
 import { WindowBudget } from "./flow.ts";
 import type {
@@ -80,7 +80,7 @@ export abstract class Multiplexer<S extends MuxStream> {
   /** The protocol version both ends speak on this connection. */
   readonly version: number;
 
-  #queue: Uint8Array[] = [];
+  #queue: Outgoing[] = [];
   #queuedBytes = 0;
   #credit = new Map<number, number>();
   #flushScheduled = false;
@@ -108,6 +108,18 @@ export abstract class Multiplexer<S extends MuxStream> {
     if (this.#closed) return false;
     this.#queue.push(frame);
     this.#queuedBytes += frame.byteLength;
+    this.#scheduleFlush();
+    return true;
+  }
+
+  /**
+   * Queues body bytes for a stream, encoded straight into the message they leave in. `payload`
+   * must not change until then: socket reads and request-body chunks are fresh buffers.
+   */
+  sendData(streamId: number, payload: Uint8Array, endStream: boolean): boolean {
+    if (this.#closed) return false;
+    this.#queue.push({ streamId, payload, endStream });
+    this.#queuedBytes += payload.byteLength;
     this.#scheduleFlush();
     return true;
   }
@@ -307,37 +319,13 @@ export abstract class Multiplexer<S extends MuxStream> {
     this.#queue.unshift(frame);
   }
 
-  // Before version 2 each frame is its own message (corked on the server). From 2, runs of
-  // small frames share one message; a large frame goes alone, uncopied.
-  #writeFrames(frames: Uint8Array[]): boolean {
-    if (this.version < BATCHING_VERSION) return frames.every((frame) => this.#write(frame));
-    let run: Uint8Array[] = [];
-    let runBytes = 1;
-    for (const frame of frames) {
-      const alone = frame.byteLength >= BATCH_FRAME_LIMIT;
-      if (alone || runBytes + frame.byteLength + 4 > MAX_BATCH_BYTES) {
-        if (!this.#writeRun(run)) return false;
-        run = [];
-        runBytes = 1;
-      }
-      if (alone) {
-        if (!this.#write(frame)) return false;
-        continue;
-      }
-      run.push(frame);
-      runBytes += frame.byteLength + 4;
-    }
-    return this.#writeRun(run);
-  }
-
-  #writeRun(run: Uint8Array[]): boolean {
-    if (run.length === 0) return true;
-    return this.#write(run.length === 1 ? (run[0] as Uint8Array) : encodeBatch(run));
-  }
-
-  #write(message: Uint8Array): boolean {
-    this.bytesOut += message.byteLength;
-    return this.transport.write(message);
+  // Before version 2 each frame is its own message (corked on the server); from 2 the frames
+  // of a turn share as few messages as fit.
+  #writeFrames(frames: Outgoing[]): boolean {
+    return writeFrames(frames, this.version >= BATCHING_VERSION, (message) => {
+      this.bytesOut += message.byteLength;
+      return this.transport.write(message);
+    });
   }
 
   #afterFlush(): void {

@@ -60,18 +60,33 @@ export function encodeWindowUpdate(streamId: number, increment: number): Uint8Ar
  * and one copy; `protocol.test.ts` checks it against the generic encoder.
  */
 export function encodeData(streamId: number, payload: Uint8Array, endStream: boolean): Uint8Array {
+  const out = new Uint8Array(dataFrameSize(streamId, payload.byteLength, endStream));
+  writeDataFrame(out, 0, streamId, payload, endStream);
+  return out;
+}
+
+/** The encoded size of a TunnelData Envelope. */
+export function dataFrameSize(streamId: number, payloadBytes: number, endStream: boolean): number {
+  const inner = dataInnerSize(streamId, payloadBytes, endStream);
+  return 1 + varintSize(inner) + inner;
+}
+
+/** Writes a TunnelData Envelope into `out` at `at`; returns where it ends. */
+export function writeDataFrame(
+  out: Uint8Array,
+  at: number,
+  streamId: number,
+  payload: Uint8Array,
+  endStream: boolean,
+): number {
+  out[at++] = (5 << 3) | 2; // Envelope.data, length-delimited
+  at = writeVarint(out, at, dataInnerSize(streamId, payload.byteLength, endStream));
   // proto3 leaves out fields at their default value.
-  const idSize = streamId === 0 ? 0 : 1 + varintSize(streamId);
-  const payloadSize = payload.byteLength === 0 ? 0 : 1 + varintSize(payload.byteLength) + payload.byteLength;
-  const inner = idSize + payloadSize + (endStream ? 2 : 0);
-  const out = new Uint8Array(1 + varintSize(inner) + inner);
-  out[0] = (5 << 3) | 2; // Envelope.data, length-delimited
-  let at = writeVarint(out, 1, inner);
-  if (idSize > 0) {
+  if (streamId !== 0) {
     out[at++] = (1 << 3) | 0; // stream_id, varint
     at = writeVarint(out, at, streamId);
   }
-  if (payloadSize > 0) {
+  if (payload.byteLength > 0) {
     out[at++] = (2 << 3) | 2; // payload, length-delimited
     at = writeVarint(out, at, payload.byteLength);
     out.set(payload, at);
@@ -79,9 +94,15 @@ export function encodeData(streamId: number, payload: Uint8Array, endStream: boo
   }
   if (endStream) {
     out[at++] = (3 << 3) | 0; // end_stream, varint
-    out[at] = 1;
+    out[at++] = 1;
   }
-  return out;
+  return at;
+}
+
+function dataInnerSize(streamId: number, payloadBytes: number, endStream: boolean): number {
+  const idSize = streamId === 0 ? 0 : 1 + varintSize(streamId);
+  const payloadSize = payloadBytes === 0 ? 0 : 1 + varintSize(payloadBytes) + payloadBytes;
+  return idSize + payloadSize + (endStream ? 2 : 0);
 }
 
 function varintSize(value: number): number {
@@ -139,7 +160,15 @@ export function decodeEnvelope(frame: Uint8Array): Exclude<EnvelopeMessage, { ca
   return message;
 }
 
-/** Converts repeated protobuf headers into pairs, keeping order and repeats. */
+/**
+ * A decoded payload to keep beyond this turn. It is a view into the message it came in; when it
+ * is a small part of a larger message (a batch), it is copied, so that a stream that waits holds
+ * its own bytes and not every other stream's batch.
+ */
+export function keepable(payload: Uint8Array): Uint8Array {
+  return payload.byteLength * 2 < payload.buffer.byteLength ? payload.slice() : payload;
+}
+
 /** The stream a decoded message belongs to, or undefined for connection-level messages. */
 export function envelopeStreamId(message: EnvelopeMessage): number | undefined {
   if (message.case === undefined || message.case === "connect" || message.case === "connectError") return;
@@ -150,6 +179,7 @@ export function envelopeStreamId(message: EnvelopeMessage): number | undefined {
   return message.value.streamId;
 }
 
+/** Converts repeated protobuf headers into pairs, keeping order and repeats. */
 export function headerPairs(headers: Header[]): [string, string][] {
   return headers.map((h) => [h.name, h.value]);
 }
