@@ -1,6 +1,7 @@
 // One stream on the agent: the request written to a local connection as HTTP/1.1, the response
 // parsed and sent back to the gateway, both bodies under the peer's credit.
 
+import { encodeResponse } from "../shared/codec.ts";
 import { ReceiveWindow, SendWindow, type WindowBudget } from "../shared/flow.ts";
 import { TunnelClose_Reason, type TunnelData, type TunnelRequest } from "../shared/gen/tunnel_pb.ts";
 import { endToEndHeaders } from "../shared/headers.ts";
@@ -290,7 +291,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
       endStream,
       window: 0,
     };
-    this.#carrier.send(encodeEnvelope({ case: "response", value: response }));
+    this.#carrier.send(encodeResponse(response));
     if (endStream) this.#complete(this.#reusable);
   }
 

@@ -1,9 +1,10 @@
 // The public HTTP port: route each request by its Host header to an agent session, open a
 // stream for it, and answer on the tunnel's behalf when it cannot be forwarded.
 import type { Server } from "bun";
+import { encodeRequest } from "../shared/codec.ts";
 import { endToEndHeaders } from "../shared/headers.ts";
 import { log } from "../shared/log.ts";
-import { encodeEnvelope, INITIAL_WINDOW, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
+import { INITIAL_WINDOW, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
 import type { Exchange } from "./access-log.ts";
 import { canonicalAddress } from "./config.ts";
 import { type IngressError, ingressError } from "./errors.ts";
@@ -125,18 +126,15 @@ async function forward(
   }
   if (inline === CUT || stream.finished) return stream.response;
   session.send(
-    encodeEnvelope({
-      case: "request",
-      value: {
-        streamId: stream.streamId,
-        requestId: stream.requestId,
-        method: req.method,
-        path: url.pathname + url.search,
-        headers,
-        body: inline ?? new Uint8Array(0),
-        endStream: inline !== null,
-        window: INITIAL_WINDOW,
-      },
+    encodeRequest({
+      streamId: stream.streamId,
+      requestId: stream.requestId,
+      method: req.method,
+      path: url.pathname + url.search,
+      headers,
+      body: inline ?? undefined,
+      endStream: inline !== null,
+      window: INITIAL_WINDOW,
     }),
   );
   if (inline !== null) stream.requestSent();

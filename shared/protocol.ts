@@ -1,6 +1,7 @@
 // Encode and decode the one message type that crosses the tunnel: an Envelope per binary
 // WebSocket message. Every frame size limit lives here so both sides agree on it.
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { decodeHot } from "./codec.ts";
 import {
   ControlMessageSchema,
   type Envelope,
@@ -151,6 +152,8 @@ export function decodeEnvelope(frame: Uint8Array): Exclude<EnvelopeMessage, { ca
   }
   let envelope: Envelope;
   try {
+    const hot = decodeHot(frame);
+    if (hot !== undefined) return hot;
     envelope = fromBinary(EnvelopeSchema, frame);
   } catch (error) {
     throw new ProtocolError(`undecodable frame: ${(error as Error).message}`);
