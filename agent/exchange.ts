@@ -3,12 +3,16 @@
 
 import { encodeResponse } from "../shared/codec.ts";
 import { ReceiveWindow, SendWindow, type WindowBudget } from "../shared/flow.ts";
-import { TunnelClose_Reason, type TunnelData, type TunnelRequest } from "../shared/gen/tunnel_pb.ts";
-import { endToEndHeaders } from "../shared/headers.ts";
+import {
+  type Header,
+  TunnelClose_Reason,
+  type TunnelData,
+  type TunnelRequest,
+} from "../shared/gen/tunnel_pb.ts";
+import { endToEndPairs } from "../shared/headers.ts";
 import {
   encodeClose,
   encodeEnvelope,
-  headerPairs,
   INITIAL_WINDOW,
   keepable,
   MAX_FRAME_PAYLOAD,
@@ -21,7 +25,7 @@ import {
   type LocalPool,
   LocalUnreachableError,
 } from "./local-pool.ts";
-import { encodeChunk, encodeRequestHead, LAST_CHUNK, validateRequest } from "./request-head.ts";
+import { encodeChunk, LAST_CHUNK, type RequestHead, requestHead } from "./request-head.ts";
 
 /** What an exchange needs from the tunnel connection that carries it. */
 export interface ExchangeCarrier {
@@ -47,6 +51,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   readonly #pool: LocalPool;
   readonly #request: TunnelRequest;
   readonly #framing: Framing;
+  readonly #requestHead: RequestHead;
   /** One per attempt: a retried request must not inherit the state of the dropped one. */
   #parser = new ResponseParser(this);
   readonly #sendWindow: SendWindow;
@@ -57,7 +62,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   #writes: { bytes: Uint8Array; bodyBytes: number }[] = [];
   #requestComplete: boolean;
   #responseStarted = false;
-  #pendingHead: ResponseHead | null = null;
+  #pendingHead: { status: number; headers: Header[] } | null = null;
   #inline: Uint8Array[] = [];
   #inlineBytes = 0;
   #outgoing: Uint8Array[] = [];
@@ -83,6 +88,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     );
     this.#requestComplete = request.endStream;
     this.#framing = framingFor(request);
+    this.#requestHead = outgoingHead(request, this.#framing);
     this.#bodyLeft =
       typeof this.#framing === "object" ? this.#framing.contentLength - request.body.byteLength : 0;
     streamStats.opened();
@@ -90,12 +96,11 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
 
   /** Validates the request and starts writing it; never writes anything that failed validation. */
   async start(): Promise<void> {
-    const headers = outgoingHeaders(this.#request);
-    const invalid = validateRequest(this.#request.method, this.#request.path, headers);
-    if (invalid !== null) return this.#answerBadRequest(invalid);
+    const head = this.#requestHead;
+    if ("invalid" in head) return this.#answerBadRequest(head.invalid);
     const miscount = this.#countBody(0, this.#request.endStream);
     if (miscount !== null) return this.#abort(TunnelClose_Reason.PROTOCOL_ERROR, miscount);
-    this.#queueRequestHead(headers);
+    this.#queueRequestHead(head.bytes);
     await this.#connect();
   }
 
@@ -176,13 +181,14 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     const conn = this.#conn;
     this.#conn = null;
     if (this.#done) return;
-    if (!this.#responseStarted && conn?.reused && this.#canRetry()) {
+    const head = this.#requestHead;
+    if (!this.#responseStarted && conn?.reused && this.#canRetry() && "bytes" in head) {
       // The server closed an idle keep-alive connection just as we reused it: it answered
       // nothing, so a request that is safe to repeat goes out again on a fresh connection.
       this.#retried = true;
       this.#parser = new ResponseParser(this);
       this.#writes = [];
-      this.#queueRequestHead(outgoingHeaders(this.#request));
+      this.#queueRequestHead(head.bytes);
       void this.#connect();
       return;
     }
@@ -199,8 +205,8 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
 
   // --- response parser events ------------------------------------------------------------
 
-  head(head: ResponseHead): void {
-    this.#pendingHead = head;
+  head(head: ResponseHead, forward: Header[]): void {
+    this.#pendingHead = { status: head.status, headers: forward };
   }
 
   body(chunk: Uint8Array): void {
@@ -237,8 +243,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     this.#flushWrites();
   }
 
-  #queueRequestHead(headers: [string, string][]): void {
-    const head = encodeRequestHead(this.#request.method, this.#request.path, headers, this.#framing);
+  #queueRequestHead(head: Uint8Array): void {
     this.#writes.push({ bytes: head, bodyBytes: 0 });
     const body = this.#request.body;
     if (body.byteLength > 0) {
@@ -286,7 +291,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
     const response = {
       streamId: this.streamId,
       status: head.status,
-      headers: endToEndHeaders(head.headers).map(([name, value]) => ({ name, value })),
+      headers: head.headers,
       body,
       endStream,
       window: 0,
@@ -419,9 +424,10 @@ function isReplayable(request: TunnelRequest): boolean {
 
 const FRAMING_HEADERS = new Set(["content-length", "transfer-encoding"]);
 
-/** The client's end-to-end headers minus framing, which the agent sets for the local hop. */
-function outgoingHeaders(request: TunnelRequest): [string, string][] {
-  return endToEndHeaders(headerPairs(request.headers)).filter(([name]) => !FRAMING_HEADERS.has(name));
+/** The head for the local hop: the client's end-to-end headers minus framing, which the agent sets. */
+function outgoingHead(request: TunnelRequest, framing: Framing): RequestHead {
+  const headers = endToEndPairs(request.headers, FRAMING_HEADERS);
+  return requestHead(request.method, request.path, headers, framing);
 }
 
 function framingFor(request: TunnelRequest): Framing {

@@ -1,6 +1,9 @@
 // Strict incremental HTTP/1.1 response parser for the agent's connections to the local service.
 // One exchange is in flight per connection; after it ends the parser serves the next one.
 
+import { type Header, HeaderSchema } from "../shared/gen/tunnel_pb.ts";
+import { connectionToken, HOP_BY_HOP } from "../shared/headers.ts";
+
 /**
  * Largest response head (status line and fields, also the trailer section) accepted. Four times
  * Bun.serve's 16 KiB request-head limit: generous for any real service, yet a bound on what one
@@ -16,14 +19,65 @@ const LF = 10;
 const SP = 32;
 const HTAB = 9;
 const SEMICOLON = 59;
+const COLON = 58;
+const NUL = 0;
 
-const STATUS_LINE = /^HTTP\/1\.(\d) ([1-5]\d\d)(?: (.*))?$/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const DIGITS = /^\d+$/;
-// RFC 9110 §5.5: CR, LF and NUL in a field are dangerous; a CR is only legal as part of CRLF.
-const FORBIDDEN_IN_HEAD = /\0|\r(?!\n)/;
-// Only SP and HTAB are optional whitespace; String.trim() would also eat NBSP and friends.
-const OWS_EDGES = /^[ \t]+|[ \t]+$/g;
+/** "HTTP/1." */
+const VERSION_PREFIX = [72, 84, 84, 80, 47, 49, 46];
+const HEADER_TYPE = HeaderSchema.typeName;
+
+/** Per byte: its lower-case form if it is a token char (RFC 9110 §5.6.2), else 0. */
+const TOKEN_LOWER = new Uint8Array(256);
+for (const char of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") {
+  TOKEN_LOWER[char.charCodeAt(0)] = char.charCodeAt(0);
+}
+for (const char of "ABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_LOWER[char.charCodeAt(0)] = char.charCodeAt(0) + 32;
+
+/** What the parser does with a field, decided once its name is read. */
+type FieldKind = "end-to-end" | "content-length" | "transfer-encoding" | "connection" | "hop-by-hop";
+
+interface KnownName {
+  name: string;
+  kind: FieldKind;
+}
+
+/**
+ * Every name that is not end-to-end, and the names most responses carry. A name read from a head
+ * is looked up here by the hash taken while its bytes were checked, so that it needs no string of
+ * its own, and a name not found is end-to-end without a further look.
+ */
+const KNOWN_NAMES: KnownName[][] = Array.from({ length: 256 }, () => []);
+for (const name of [
+  ...HOP_BY_HOP,
+  "content-length",
+  "content-type",
+  "content-encoding",
+  "date",
+  "server",
+  "cache-control",
+  "etag",
+  "last-modified",
+  "expires",
+  "vary",
+  "set-cookie",
+  "location",
+  "accept-ranges",
+  "age",
+  "access-control-allow-origin",
+  "strict-transport-security",
+  "x-content-type-options",
+  "x-frame-options",
+]) {
+  let hash = 0;
+  for (let k = 0; k < name.length; k++) hash = (Math.imul(hash, 31) + name.charCodeAt(k)) | 0;
+  const kind: FieldKind =
+    name === "content-length" || name === "transfer-encoding" || name === "connection"
+      ? name
+      : HOP_BY_HOP.has(name)
+        ? "hop-by-hop"
+        : "end-to-end";
+  KNOWN_NAMES[hash & 255]?.push({ name, kind });
+}
 
 export interface ResponseHead {
   status: number;
@@ -41,8 +95,10 @@ export interface ResponseSink {
   /**
    * Once per final (non-1xx) response, and for 101. When chunked framing overrides a
    * Content-Length, that Content-Length is removed first: forwarding it would misdescribe the body.
+   * `forward` is the same fields as the tunnel carries them: hop-by-hop ones left out, as
+   * `endToEndHeaders` (shared/headers.ts) would, including those the Connection header names.
    */
-  head(head: ResponseHead): void;
+  head(head: ResponseHead, forward: Header[]): void;
   /** Decoded body bytes; may be a view into the fed chunk, so copy it to keep it. */
   body(chunk: Uint8Array): void;
   /** The message is complete; `reusable` says whether the connection may carry another exchange. */
@@ -77,7 +133,6 @@ interface BodyPlan {
 export class ResponseParser {
   readonly #sink: ResponseSink;
   #state: State = "idle";
-  #isUpgraded = false;
   #headRequest = false;
   #started = false;
   #reusable = false;
@@ -102,7 +157,7 @@ export class ResponseParser {
   }
 
   get upgraded(): boolean {
-    return this.#isUpgraded;
+    return this.#state === "upgraded";
   }
 
   /**
@@ -189,29 +244,28 @@ export class ResponseParser {
       headBytes = this.#pending.subarray(0, this.#pendingLength);
       this.#pendingLength = 0;
     }
-    return this.#onHead(parseHead(headBytes), bytes, end);
+    return this.#onHead(parseHead(headBytes, this.#headRequest), bytes, end);
   }
 
   #onHead(parsed: ParsedHead, bytes: Uint8Array, pos: number): number {
-    const { head } = parsed;
-    if (head.status < 200 && head.status !== 101) {
-      // Interim responses (100 Continue, 103 Early Hints) precede the real one.
-      this.#startBlock();
-      return pos;
+    switch (parsed.kind) {
+      case "interim":
+        // Interim responses (100 Continue, 103 Early Hints) precede the real one.
+        this.#startBlock();
+        return pos;
+      case "upgrade":
+        this.#state = "upgraded";
+        this.#sink.head(parsed.head, parsed.forward);
+        return pos;
+      case "final": {
+        const { body } = parsed;
+        this.#reusable = body.reusable;
+        this.#remaining = body.length;
+        this.#state = bodyState(body.framing);
+        this.#sink.head(parsed.head, parsed.forward);
+        return this.#state === "length" && this.#remaining === 0 ? this.#complete(bytes, pos) : pos;
+      }
     }
-    if (head.status === 101) {
-      this.#state = "upgraded";
-      this.#isUpgraded = true;
-      this.#sink.head(head);
-      return pos;
-    }
-    const plan = planBody(parsed, this.#headRequest);
-    this.#reusable = plan.reusable;
-    this.#remaining = plan.length;
-    if (plan.framing === "chunked") dropContentLength(head);
-    this.#state = bodyState(plan.framing);
-    this.#sink.head(head);
-    return this.#state === "length" && this.#remaining === 0 ? this.#complete(bytes, pos) : pos;
   }
 
   #readLength(bytes: Uint8Array, pos: number): number {
@@ -362,67 +416,202 @@ function bodyState(framing: Framing): State {
   }
 }
 
-interface ParsedHead {
-  head: ResponseHead;
-  http10: boolean;
+/** What a head means for the parser: skipped, the connection switched, or a body to read. */
+type ParsedHead =
+  | { kind: "interim" }
+  | { kind: "upgrade"; head: ResponseHead; forward: Header[] }
+  | { kind: "final"; head: ResponseHead; forward: Header[]; body: BodyPlan };
+
+/** The framing fields of a final response, gathered while its head is parsed. */
+interface FramingFields {
+  contentLength: number;
+  transferEncoding: string | null;
+  close: boolean;
+  keepAlive: boolean;
 }
 
-/** Parses a complete head, CRLF CRLF included (line endings were checked while scanning). */
-function parseHead(bytes: Uint8Array): ParsedHead {
+/**
+ * Parses a complete head, CRLF CRLF included, in one pass over its bytes: each line is checked,
+ * split and trimmed by index, its field recognised (framing, hop-by-hop) as it is read. Line
+ * endings were checked while scanning for the end of the head, so every LF here follows a CR.
+ */
+function parseHead(bytes: Uint8Array, headRequest: boolean): ParsedHead {
   // Buffer's latin1 maps each byte to one char, as Bun's Headers expect; TextDecoder("latin1") is
   // really windows-1252 and turns 0x80–0x9F into chars that Headers rejects.
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
-  if (FORBIDDEN_IN_HEAD.test(text)) fail("CR or NUL inside the response head");
-  const lines = text.split("\r\n");
-  const status = STATUS_LINE.exec(lines[0] as string);
-  if (!status) fail("malformed status line");
+  const end = bytes.length - 2;
+  // "HTTP/1.1 200" CRLF CRLF is the shortest head; past that length every index below exists.
+  if (bytes.length < 16) fail("malformed status line");
+  for (let k = 0; k < VERSION_PREFIX.length; k++) {
+    if (bytes[k] !== VERSION_PREFIX[k]) fail("malformed status line");
+  }
+  const minor = bytes[7] as number;
+  const status = statusCode(bytes);
+  let i = 12;
+  let statusText = "";
+  if (!isDigit(minor) || bytes[8] !== SP || status === -1) fail("malformed status line");
+  if (bytes[i] === SP) {
+    const cr = lineEnd(bytes, i + 1);
+    statusText = text.slice(i + 1, cr);
+    i = cr + 2;
+  } else if (bytes[i] === CR) {
+    i = lineEnd(bytes, i) + 2;
+  } else {
+    fail("malformed status line");
+  }
+  const kind = status === 101 ? "upgrade" : status < 200 ? "interim" : "final";
   const headers: [string, string][] = [];
-  // The last two entries are the empty strings around the final CRLF CRLF.
-  for (let i = 1; i < lines.length - 2; i++) headers.push(parseField(lines[i] as string));
-  return {
-    head: { status: Number(status[2]), statusText: status[3] ?? "", headers },
-    http10: status[1] === "0",
+  const forward: Header[] = [];
+  const framing: FramingFields = {
+    contentLength: -1,
+    transferEncoding: null,
+    close: false,
+    keepAlive: false,
   };
+  let named: Set<string> | undefined;
+  while (i < end) {
+    const first = bytes[i] as number;
+    if (first === SP || first === HTAB) fail("obsolete line folding in the response head");
+    const nameStart = i;
+    let lowered = false;
+    let hash = 0;
+    for (
+      let lower = TOKEN_LOWER[first] as number;
+      lower !== 0;
+      lower = TOKEN_LOWER[bytes[++i] as number] as number
+    ) {
+      lowered ||= lower !== bytes[i];
+      hash = (Math.imul(hash, 31) + lower) | 0;
+    }
+    if (bytes[i] !== COLON || i === nameStart) fail("malformed header field");
+    const known = knownName(bytes, nameStart, i, hash);
+    let name: string;
+    if (known !== undefined) name = known.name;
+    else if (lowered) name = text.slice(nameStart, i).toLowerCase();
+    else name = text.slice(nameStart, i);
+    i++;
+    while (bytes[i] === SP || bytes[i] === HTAB) i++;
+    const cr = lineEnd(bytes, i);
+    let valueEnd = cr;
+    while (valueEnd > i && isOws(bytes[valueEnd - 1] as number)) valueEnd--;
+    const value = text.slice(i, valueEnd);
+    i = cr + 2;
+    if (kind === "interim") continue;
+    headers.push([name, value]);
+    switch (known === undefined ? "end-to-end" : known.kind) {
+      case "content-length":
+        if (kind === "final") framing.contentLength = mergeContentLength(framing.contentLength, value);
+        forward.push({ $typeName: HEADER_TYPE, name, value });
+        break;
+      case "end-to-end":
+        forward.push({ $typeName: HEADER_TYPE, name, value });
+        break;
+      case "transfer-encoding":
+        framing.transferEncoding =
+          framing.transferEncoding === null ? value : `${framing.transferEncoding},${value}`;
+        break;
+      case "connection":
+        named = readConnection(value, framing, named);
+        break;
+      case "hop-by-hop":
+        break;
+    }
+  }
+  if (kind === "interim") return { kind };
+  const head: ResponseHead = { status, statusText, headers };
+  const forwarded = named === undefined ? forward : forward.filter((h) => !named.has(h.name));
+  if (kind === "upgrade") return { kind, head, forward: forwarded };
+  const body = planBody(status, minor === 48, headRequest, framing);
+  if (body.framing === "chunked" && framing.contentLength !== -1) {
+    head.headers = headers.filter(([name]) => name !== "content-length");
+    return { kind, head, forward: forwarded.filter((h) => h.name !== "content-length"), body };
+  }
+  return { kind, head, forward: forwarded, body };
 }
 
-function parseField(line: string): [string, string] {
-  const first = line.charCodeAt(0);
-  if (first === SP || first === HTAB) fail("obsolete line folding in the response head");
-  const colon = line.indexOf(":");
-  const name = line.slice(0, colon);
-  if (colon <= 0 || !TOKEN.test(name)) fail("malformed header field");
-  return [name.toLowerCase(), trimOws(line.slice(colon + 1))];
+/** The status code at bytes 9 to 11, `[1-5]DIGIT DIGIT`, or -1. */
+function statusCode(bytes: Uint8Array): number {
+  const a = (bytes[9] as number) - 48;
+  const b = (bytes[10] as number) - 48;
+  const c = (bytes[11] as number) - 48;
+  if (a < 1 || a > 5 || b < 0 || b > 9 || c < 0 || c > 9) return -1;
+  return a * 100 + b * 10 + c;
 }
 
+/**
+ * The index of the CR ending the line that `from` is in. RFC 9110 §5.5: CR, LF and NUL in a
+ * field are dangerous; a CR is only legal as part of CRLF, and the head ends in one.
+ */
+function lineEnd(bytes: Uint8Array, from: number): number {
+  let i = from;
+  for (let byte = bytes[i]; byte !== CR; byte = bytes[++i]) {
+    if (byte === NUL) fail("CR or NUL inside the response head");
+  }
+  if (bytes[i + 1] !== LF) fail("CR or NUL inside the response head");
+  return i;
+}
+
+/** The entry for the name at bytes[start, end) if it is a known one; `hash` is of its lowercased bytes. */
+function knownName(bytes: Uint8Array, start: number, end: number, hash: number): KnownName | undefined {
+  for (const known of KNOWN_NAMES[hash & 255] as KnownName[]) {
+    const { name } = known;
+    if (name.length !== end - start) continue;
+    let k = 0;
+    while (k < name.length && name.charCodeAt(k) === TOKEN_LOWER[bytes[start + k] as number]) k++;
+    if (k === name.length) return known;
+  }
+  return undefined;
+}
+
+/**
+ * Connection options: close and keep-alive decide reuse; every option names a field to drop. Only
+ * names that are not hop-by-hop anyway are collected in `named`, so the usual keep-alive costs no
+ * set and no second walk.
+ */
+function readConnection(
+  value: string,
+  framing: FramingFields,
+  named: Set<string> | undefined,
+): Set<string> | undefined {
+  let found = named;
+  let from = 0;
+  for (;;) {
+    const comma = value.indexOf(",", from);
+    const item = comma === -1 ? (from === 0 ? value : value.slice(from)) : value.slice(from, comma);
+    const option = trimOws(item).toLowerCase();
+    if (option === "close") framing.close = true;
+    else if (option === "keep-alive") framing.keepAlive = true;
+    if (option !== "" && !HOP_BY_HOP.has(option)) {
+      found ??= new Set();
+      found.add(connectionToken(item));
+    }
+    if (comma === -1) return found;
+    from = comma + 1;
+  }
+}
+
+/** Only SP and HTAB are optional whitespace; String.trim() would also eat NBSP and friends. */
 function trimOws(value: string): string {
-  return value.replace(OWS_EDGES, "");
+  let start = 0;
+  let end = value.length;
+  while (start < end && isOws(value.charCodeAt(start))) start++;
+  while (end > start && isOws(value.charCodeAt(end - 1))) end--;
+  return start === 0 && end === value.length ? value : value.slice(start, end);
 }
 
 function isOws(code: number): boolean {
   return code === SP || code === HTAB;
 }
 
+function isDigit(code: number): boolean {
+  return code >= 48 && code <= 57;
+}
+
 /** RFC 9112 §6.3, strictly: ambiguous framing is an error or at least ends the connection. */
-function planBody(parsed: ParsedHead, headRequest: boolean): BodyPlan {
-  const { head, http10 } = parsed;
-  let contentLength = -1;
-  let transferEncoding: string | null = null;
-  let close = false;
-  let keepAlive = false;
-  for (const [name, value] of head.headers) {
-    if (name === "content-length") {
-      contentLength = mergeContentLength(contentLength, value);
-    } else if (name === "transfer-encoding") {
-      transferEncoding = transferEncoding === null ? value : `${transferEncoding},${value}`;
-    } else if (name === "connection") {
-      for (const option of listItems(value)) {
-        if (option === "close") close = true;
-        else if (option === "keep-alive") keepAlive = true;
-      }
-    }
-  }
-  const persistent = !close && (!http10 || keepAlive);
-  if (headRequest || head.status === 204 || head.status === 304) {
+function planBody(status: number, http10: boolean, headRequest: boolean, framing: FramingFields): BodyPlan {
+  const { contentLength, transferEncoding } = framing;
+  const persistent = !framing.close && (!http10 || framing.keepAlive);
+  if (headRequest || status === 204 || status === 304) {
     return { framing: "none", length: 0, reusable: persistent };
   }
   // Transfer-Encoding beside Content-Length, or in HTTP/1.0, is how smuggling starts: the body is
@@ -440,15 +629,32 @@ function planBody(parsed: ParsedHead, headRequest: boolean): BodyPlan {
 /** Repeated or list-valued Content-Length is tolerated only when every value agrees. */
 function mergeContentLength(previous: number, value: string): number {
   let merged = previous;
-  for (const item of value.split(",")) {
-    const trimmed = trimOws(item);
-    if (!DIGITS.test(trimmed)) fail("malformed Content-Length");
-    const length = Number(trimmed);
-    if (length > Number.MAX_SAFE_INTEGER) fail("Content-Length too large");
+  let from = 0;
+  for (;;) {
+    const comma = value.indexOf(",", from);
+    const length = decimal(value, from, comma === -1 ? value.length : comma);
     if (merged !== -1 && merged !== length) fail("conflicting Content-Length values");
     merged = length;
+    if (comma === -1) return merged;
+    from = comma + 1;
   }
-  return merged;
+}
+
+/** `OWS 1*DIGIT OWS` in value[from, to) as a number, within Number.MAX_SAFE_INTEGER. */
+function decimal(value: string, from: number, to: number): number {
+  let start = from;
+  let end = to;
+  while (start < end && isOws(value.charCodeAt(start))) start++;
+  while (end > start && isOws(value.charCodeAt(end - 1))) end--;
+  if (start === end) fail("malformed Content-Length");
+  let number = 0;
+  for (let k = start; k < end; k++) {
+    const digit = value.charCodeAt(k) - 48;
+    if (digit < 0 || digit > 9) fail("malformed Content-Length");
+    number = number * 10 + digit;
+  }
+  if (number > Number.MAX_SAFE_INTEGER) fail("Content-Length too large");
+  return number;
 }
 
 /** Only chunked (last, once) and identity are accepted: the agent decodes nothing else. */
@@ -475,12 +681,6 @@ function listItems(value: string): string[] {
     if (trimmed !== "") items.push(trimmed);
   }
   return items;
-}
-
-function dropContentLength(head: ResponseHead): void {
-  if (head.headers.some(([name]) => name === "content-length")) {
-    head.headers = head.headers.filter(([name]) => name !== "content-length");
-  }
 }
 
 /**

@@ -1,7 +1,14 @@
 import { describe, expect, test } from "bun:test";
-import { encodeChunk, encodeRequestHead, LAST_CHUNK, validateRequest } from "./request-head.ts";
+import { encodeChunk, LAST_CHUNK, requestHead, validateRequest } from "./request-head.ts";
 
 const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString("latin1");
+
+/** The head of a request these tests know to be valid. */
+function encodeRequestHead(...args: Parameters<typeof requestHead>): Uint8Array {
+  const head = requestHead(...args);
+  if ("invalid" in head) throw new Error(head.invalid);
+  return head.bytes;
+}
 
 describe("request heads", () => {
   const headers: [string, string][] = [
@@ -104,5 +111,14 @@ describe("request validation", () => {
   test("names the problem", () => {
     expect(validateRequest("GET", "x", [])).toContain("does not start with");
     expect(validateRequest("GET", "/", [["bad name", "v"]])).toContain("bad name");
+  });
+
+  test("a head is only encoded for a request that validates, with the same reason otherwise", () => {
+    expect(requestHead("GET", "/", [["bad name", "v"]], "none")).toEqual({
+      invalid: validateRequest("GET", "/", [["bad name", "v"]]) as string,
+    });
+    expect(requestHead("GET", "x", [], "none")).toEqual({
+      invalid: validateRequest("GET", "x", []) as string,
+    });
   });
 });

@@ -14,42 +14,60 @@ const CRLF = new Uint8Array([13, 10]);
 /** Ends a chunked body (no trailers). Shared: never write into it. */
 export const LAST_CHUNK = new Uint8Array([48, 13, 10, 13, 10]);
 
+/** The head to write, or why the request cannot be written as HTTP/1.1 without changing its meaning. */
+export type RequestHead = { bytes: Uint8Array } | { invalid: string };
+
 /** Why the request cannot be written as HTTP/1.1 without changing its meaning, or null if it can. */
 export function validateRequest(
   method: string,
   path: string,
   headers: Iterable<[string, string]>,
 ): string | null {
-  if (!TOKEN.test(method)) return `method ${JSON.stringify(method)} is not a token`;
-  if (!ORIGIN_FORM.test(path) && !(path === "*" && method === "OPTIONS")) {
-    return path.startsWith("/")
-      ? "path contains a space, control or non-ASCII character"
-      : `path ${JSON.stringify(path)} does not start with "/"`;
-  }
+  const target = targetProblem(method, path);
+  if (target !== null) return target;
   for (const [name, value] of headers) {
-    if (!TOKEN.test(name)) return `header name ${JSON.stringify(name)} is not a token`;
-    if (FORBIDDEN_IN_VALUE.test(value))
-      return `header ${name} has a value with CR, LF, NUL or a non-byte char`;
+    const field = fieldProblem(name, value);
+    if (field !== null) return field;
   }
   return null;
 }
 
 /**
- * The request line, the headers, the framing header and the blank line. The caller has removed
- * hop-by-hop headers and the client's own framing headers, and validated the rest.
+ * The request line, the headers, the framing header and the blank line, each field validated as
+ * it is written. The caller has removed hop-by-hop headers and the client's own framing headers.
  */
-export function encodeRequestHead(
+export function requestHead(
   method: string,
   path: string,
   headers: Iterable<[string, string]>,
   framing: RequestFraming,
-): Uint8Array {
+): RequestHead {
+  const target = targetProblem(method, path);
+  if (target !== null) return { invalid: target };
   let head = `${method} ${path} HTTP/1.1\r\n`;
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  for (const [name, value] of headers) {
+    const field = fieldProblem(name, value);
+    if (field !== null) return { invalid: field };
+    head += `${name}: ${value}\r\n`;
+  }
   if (framing === "chunked") head += "transfer-encoding: chunked\r\n";
   else if (framing !== "none") head += `content-length: ${framing.contentLength}\r\n`;
   // latin1 writes each char as the byte it came from, as Bun's request headers hold them.
-  return Buffer.from(`${head}\r\n`, "latin1");
+  return { bytes: Buffer.from(`${head}\r\n`, "latin1") };
+}
+
+function targetProblem(method: string, path: string): string | null {
+  if (!TOKEN.test(method)) return `method ${JSON.stringify(method)} is not a token`;
+  if (ORIGIN_FORM.test(path) || (path === "*" && method === "OPTIONS")) return null;
+  return path.startsWith("/")
+    ? "path contains a space, control or non-ASCII character"
+    : `path ${JSON.stringify(path)} does not start with "/"`;
+}
+
+function fieldProblem(name: string, value: string): string | null {
+  if (!TOKEN.test(name)) return `header name ${JSON.stringify(name)} is not a token`;
+  if (FORBIDDEN_IN_VALUE.test(value)) return `header ${name} has a value with CR, LF, NUL or a non-byte char`;
+  return null;
 }
 
 /**
