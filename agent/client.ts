@@ -63,25 +63,24 @@ export async function runAgent(config: AgentConfig): Promise<number> {
 export function startAgent(config: AgentConfig): AgentHandle {
   const pool = new LocalPool(config.to.host, config.to.port);
   const stopped = new AbortController();
-  let stopping = false;
   const run: Run = { config, pool, stop: stopped.signal, tunnels: new Set(), sockets: new Set() };
-  const metrics = new AgentMetrics(run.tunnels, () => stopping);
+  const metrics = new AgentMetrics(run.tunnels, () => stopped.signal.aborted);
   const admin =
     config.admin === "off"
       ? null
       : startAdmin({
           address: config.admin,
-          healthy: () => !stopping && run.tunnels.size > 0,
+          healthy: () => !stopped.signal.aborted && run.tunnels.size > 0,
           metrics: metrics.registry,
         });
 
   const loop = async (): Promise<number> => {
     let failures = 0;
     let gatewayIndex = 0;
-    while (!stopping) {
+    while (!stopped.signal.aborted) {
       const gateway = config.gateways[gatewayIndex % config.gateways.length] as string;
       metrics.dials.inc();
-      const outcome = await dialOnce(run, gateway);
+      const outcome = await new Dial(run, gateway).outcome;
       if (outcome.kind === "stopped") break;
       if (outcome.kind === "untrusted") {
         log.error(`${gateway}: ${outcome.why}`);
@@ -119,97 +118,125 @@ export function startAgent(config: AgentConfig): AgentHandle {
   return {
     done: loop(),
     stop() {
-      stopping = true;
       stopped.abort();
     },
   };
 }
 
+/** Where one connection stands. Only a dialing one becomes ready, refused or untrusted. */
+type Phase =
+  | { kind: "dialing" }
+  | { kind: "ready"; tunnel: TunnelConnection }
+  | { kind: "refused"; error: ConnectError }
+  | { kind: "untrusted"; why: string };
+
 /**
  * One connection, from dial to close; the outcome may come earlier, on a GoAway, while the
  * connection finishes its streams.
  */
-function dialOnce(run: Run, gateway: string): Promise<Outcome> {
-  const { config, pool } = run;
-  const { promise, resolve } = Promise.withResolvers<Outcome>();
-  const socketClosed = Promise.withResolvers<void>();
-  run.sockets.add(socketClosed.promise);
-  log.info(`connecting to ${gateway} as '${config.agentId}'`);
-  const ws = new WebSocket(gateway, {
-    perMessageDeflate: false,
-    ...(config.ca ? { tls: { ca: config.ca } } : {}),
-  } satisfies Bun.WebSocketOptions);
-  ws.binaryType = "arraybuffer";
-  let tunnel: TunnelConnection | null = null;
-  let refused: ConnectError | null = null;
-  let untrusted: string | null = null;
+class Dial {
+  readonly outcome: Promise<Outcome>;
+  readonly #settle: (outcome: Outcome) => void;
+  readonly #run: Run;
+  readonly #gateway: string;
+  readonly #socketClosed = Promise.withResolvers<void>();
+  readonly #ws: WebSocket;
+  readonly #timer: Timer;
+  #phase: Phase = { kind: "dialing" };
+  // One function, so that the listener removed at close is the one added.
+  readonly #onStop = () => this.#stop();
 
-  const dialTimer = setTimeout(() => {
-    log.warn(`no answer from ${gateway} within ${CONNECT_TIMEOUT_MS / 1000} s`);
-    ws.terminate();
-  }, CONNECT_TIMEOUT_MS);
+  constructor(run: Run, gateway: string) {
+    const outcome = Promise.withResolvers<Outcome>();
+    this.outcome = outcome.promise;
+    this.#settle = outcome.resolve;
+    this.#run = run;
+    this.#gateway = gateway;
+    run.sockets.add(this.#socketClosed.promise);
+    log.info(`connecting to ${gateway} as '${run.config.agentId}'`);
+    const ws = new WebSocket(gateway, {
+      perMessageDeflate: false,
+      ...(run.config.ca ? { tls: { ca: run.config.ca } } : {}),
+    } satisfies Bun.WebSocketOptions);
+    ws.binaryType = "arraybuffer";
+    this.#ws = ws;
+    this.#timer = setTimeout(() => this.#giveUp(), CONNECT_TIMEOUT_MS);
+    run.stop.addEventListener("abort", this.#onStop, { once: true });
+    ws.addEventListener("open", () => {
+      ws.send(connectFrame(run.config));
+    });
+    ws.addEventListener("message", (event) => this.#onMessage(new Uint8Array(event.data as ArrayBuffer)));
+    ws.addEventListener("close", (event) => this.#onClose(event));
+    ws.addEventListener("error", (event) => this.#onError(event));
+  }
 
-  const onStop = async () => {
-    if (tunnel) await finishStreams(tunnel, config.shutdownGraceMs);
-    // Through the connection, so that the last frames of this turn leave before the close.
-    if (tunnel) tunnel.close(1000, "agent stopping");
-    else ws.close(1000, "agent stopping");
-    resolve({ kind: "stopped" });
-  };
-  run.stop.addEventListener("abort", onStop, { once: true });
+  #giveUp(): void {
+    log.warn(`no answer from ${this.#gateway} within ${CONNECT_TIMEOUT_MS / 1000} s`);
+    this.#ws.terminate();
+  }
 
-  ws.addEventListener("open", () => {
-    ws.send(connectFrame(config));
-  });
+  async #stop(): Promise<void> {
+    if (this.#phase.kind === "ready") {
+      const { tunnel } = this.#phase;
+      await finishStreams(tunnel, this.#run.config.shutdownGraceMs);
+      // Through the connection, so that the last frames of this turn leave before the close.
+      tunnel.close(1000, "agent stopping");
+    } else {
+      this.#ws.close(1000, "agent stopping");
+    }
+    this.#settle({ kind: "stopped" });
+  }
 
-  ws.addEventListener("message", (event) => {
-    const frame = new Uint8Array(event.data as ArrayBuffer);
-    if (tunnel) return tunnel.receive(frame);
+  #onMessage(frame: Uint8Array): void {
+    if (this.#phase.kind === "ready") return this.#phase.tunnel.receive(frame);
     let first: FirstMessage;
     try {
       first = firstMessage(frame);
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
       log.error(`protocol error from the gateway: ${error.message}`);
-      return ws.close(1002, "protocol error");
+      return this.#ws.close(1002, "protocol error");
     }
-    if (first.kind === "refused") {
-      refused = first.error;
-      return;
-    }
-    clearTimeout(dialTimer);
+    if (first.kind === "refused") this.#phase = first;
+    else this.#ready(first.connected);
+  }
+
+  #ready(connected: Connected): void {
+    const { config, pool, tunnels } = this.#run;
+    clearTimeout(this.#timer);
     // Gateways before version 2 leave the field out: they read and send one frame per message.
-    const ready = new TunnelConnection(ws, pool, first.connected.protocolVersion || 1);
-    tunnel = ready;
-    run.tunnels.add(ready);
-    ready.onGoAway = () => {
-      resolve({ kind: "goaway" });
-      void ready.whenIdle().then(() => ready.close(1000, "finished after the gateway's GoAway"));
+    const tunnel = new TunnelConnection(this.#ws, pool, connected.protocolVersion || 1);
+    this.#phase = { kind: "ready", tunnel };
+    tunnels.add(tunnel);
+    tunnel.onGoAway = () => {
+      this.#settle({ kind: "goaway" });
+      void tunnel.whenIdle().then(() => tunnel.close(1000, "finished after the gateway's GoAway"));
     };
-    ready.startHeartbeat(first.connected.heartbeatIntervalMs);
-    log.success(`tunnel ready: ${first.connected.url} → http://${config.to.host}:${config.to.port}`);
-  });
+    tunnel.startHeartbeat(connected.heartbeatIntervalMs);
+    log.success(`tunnel ready: ${connected.url} → http://${config.to.host}:${config.to.port}`);
+  }
 
-  ws.addEventListener("close", (event) => {
-    clearTimeout(dialTimer);
-    run.stop.removeEventListener("abort", onStop);
-    const served = tunnel !== null;
-    tunnel?.closedByPeer();
-    if (tunnel) run.tunnels.delete(tunnel);
-    run.sockets.delete(socketClosed.promise);
-    socketClosed.resolve();
-    if (refused) return resolve({ kind: "refused", error: refused });
-    if (untrusted) return resolve({ kind: "untrusted", why: untrusted });
-    resolve({ kind: "lost", served, why: event.reason || `closed with code ${event.code}` });
-  });
+  #onClose(event: CloseEvent): void {
+    const phase = this.#phase;
+    clearTimeout(this.#timer);
+    this.#run.stop.removeEventListener("abort", this.#onStop);
+    if (phase.kind === "ready") {
+      phase.tunnel.closedByPeer();
+      this.#run.tunnels.delete(phase.tunnel);
+    }
+    this.#run.sockets.delete(this.#socketClosed.promise);
+    this.#socketClosed.resolve();
+    if (phase.kind === "refused" || phase.kind === "untrusted") return this.#settle(phase);
+    const why = event.reason || `closed with code ${event.code}`;
+    this.#settle({ kind: "lost", served: phase.kind === "ready", why });
+  }
 
-  ws.addEventListener("error", (event) => {
+  #onError(event: Event): void {
     // A failed dial also emits close, which settles the outcome; a certificate that does not
     // verify is remembered for it, because dialling again cannot fix that.
-    untrusted = certificateProblem(event);
-  });
-
-  return promise;
+    const why = certificateProblem(event);
+    if (why !== null && this.#phase.kind === "dialing") this.#phase = { kind: "untrusted", why };
+  }
 }
 
 /** Waits `ms`, or less when the agent is told to stop meanwhile. */

@@ -5,7 +5,7 @@ import { FailureRateLimiter, PROTOCOL_VERSION } from "../shared/auth.ts";
 import { MAX_MESSAGE_BYTES } from "../shared/batch.ts";
 import {
   ConnectError_Code as Code,
-  type ConnectError_Code,
+  type ConnectError,
   type ConnectRequest,
 } from "../shared/gen/tunnel_pb.ts";
 import { log } from "../shared/log.ts";
@@ -41,11 +41,21 @@ export const MAX_SESSIONS_PER_TOKEN = 4_096;
 /** Bun's timer for a TCP connection that has not finished its upgrade request. */
 const HANDSHAKE_IDLE_TIMEOUT_S = 10;
 
+/** Where an agent's socket stands: it has one chance, its first frame, to become a session. */
+type Stage =
+  /** The timer is unset only between the upgrade and Bun's open callback. */
+  | { kind: "authenticating"; timer: Timer | undefined }
+  | { kind: "refused" }
+  | { kind: "admitted"; session: AgentSession };
+
 interface SocketState {
   remoteAddress: string;
-  session: AgentSession | null;
-  authTimer: Timer | undefined;
+  stage: Stage;
 }
+
+type AgentSocket = ServerWebSocket<SocketState>;
+
+type Refusal = Pick<ConnectError, "code" | "message">;
 
 export interface AgentListenerOptions {
   /** Serve wss:// with this certificate and key. */
@@ -60,42 +70,144 @@ export interface AgentListenerOptions {
   accepting: () => boolean;
 }
 
-export function startAgentListener(options: AgentListenerOptions): Server<SocketState> {
-  const limiter = new FailureRateLimiter();
-  const { registry } = options;
+export class AgentListener {
+  readonly #options: AgentListenerOptions;
+  readonly #limiter = new FailureRateLimiter();
   /** Insertion-ordered, so the first is the oldest. */
-  const unauthenticated = new Set<ServerWebSocket<SocketState>>();
+  readonly #unauthenticated = new Set<AgentSocket>();
+  readonly #server: Server<SocketState>;
 
-  const refuse = (ws: ServerWebSocket<SocketState>, code: ConnectError_Code, message: string) => {
-    unauthenticated.delete(ws);
-    clearTimeout(ws.data.authTimer);
+  constructor(options: AgentListenerOptions) {
+    this.#options = options;
+    this.#server = Bun.serve<SocketState>({
+      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+      hostname: options.hostname,
+      port: options.port,
+      idleTimeout: HANDSHAKE_IDLE_TIMEOUT_S,
+      fetch(req, server) {
+        if (new URL(req.url).pathname !== "/") return new Response("not found\n", { status: 404 });
+        const remoteAddress = server.requestIP(req)?.address ?? "unknown";
+        const stage: Stage = { kind: "authenticating", timer: undefined };
+        if (server.upgrade(req, { data: { remoteAddress, stage } })) return;
+        return new Response("this port accepts indraNet agents over WebSocket\n", { status: 426 });
+      },
+      websocket: {
+        maxPayloadLength: MAX_MESSAGE_BYTES,
+        perMessageDeflate: false,
+        // Liveness is the tunnel's own heartbeat; Bun's idle timer would cut quiet agents.
+        idleTimeout: 0,
+        sendPings: false,
+        open: (ws) => this.#onOpen(ws),
+        message: (ws, message) => this.#onMessage(ws, message),
+        drain(ws) {
+          if (ws.data.stage.kind === "admitted") ws.data.stage.session.drained();
+        },
+        close: (ws) => {
+          this.#stopWaiting(ws);
+          if (ws.data.stage.kind === "admitted") ws.data.stage.session.closedByPeer();
+        },
+      },
+    });
+  }
+
+  get port(): number | undefined {
+    return this.#server.port;
+  }
+
+  stop(closeActiveConnections?: boolean): Promise<void> {
+    return this.#server.stop(closeActiveConnections);
+  }
+
+  #onOpen(ws: AgentSocket): void {
+    if (this.#unauthenticated.size >= MAX_UNAUTHENTICATED) {
+      const oldest = this.#unauthenticated.values().next().value;
+      if (oldest)
+        this.#refuse(oldest, { code: Code.RATE_LIMITED, message: "too many unauthenticated connections" });
+    }
+    this.#unauthenticated.add(ws);
+    const timer = setTimeout(() => {
+      this.#refuse(ws, {
+        code: Code.PROTOCOL_ERROR,
+        message: `no ConnectRequest within ${AUTH_TIMEOUT_MS} ms`,
+      });
+    }, AUTH_TIMEOUT_MS);
+    ws.data.stage = { kind: "authenticating", timer };
+  }
+
+  #onMessage(ws: AgentSocket, message: string | Uint8Array): void {
+    const { stage } = ws.data;
+    if (typeof message === "string") {
+      const why = "text frames are not part of the protocol";
+      if (stage.kind === "admitted") return stage.session.close(1003, why);
+      return this.#refuse(ws, { code: Code.PROTOCOL_ERROR, message: why });
+    }
+    if (stage.kind === "admitted") stage.session.receive(message);
+    else this.#onFirstFrame(ws, message);
+  }
+
+  /** The socket no longer counts against the unauthenticated limit, nor waits for its timer. */
+  #stopWaiting(ws: AgentSocket): void {
+    if (ws.data.stage.kind === "authenticating") clearTimeout(ws.data.stage.timer);
+    this.#unauthenticated.delete(ws);
+  }
+
+  #refuse(ws: AgentSocket, { code, message }: Refusal): void {
+    this.#stopWaiting(ws);
+    ws.data.stage = { kind: "refused" };
     ws.send(encodeEnvelope({ case: "connectError", value: { code, message } }));
     ws.close(4003, message.slice(0, 120));
-  };
+  }
 
-  const admit = (ws: ServerWebSocket<SocketState>, request: ConnectRequest) => {
+  #onFirstFrame(ws: AgentSocket, frame: Uint8Array): void {
+    this.#stopWaiting(ws);
+    let message: ReturnType<typeof decodeEnvelope>;
+    try {
+      message = decodeEnvelope(frame);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      return this.#refuse(ws, { code: Code.PROTOCOL_ERROR, message: error.message });
+    }
+    if (message.case !== "connect") {
+      const why = `expected a ConnectRequest first, got ${message.case}`;
+      return this.#refuse(ws, { code: Code.PROTOCOL_ERROR, message: why });
+    }
+    const refusal = this.#refusal(ws.data.remoteAddress, message.value);
+    if (refusal) return this.#refuse(ws, refusal);
+    this.#admit(ws, message.value);
+  }
+
+  /** Why this request may not become a session (a failed credential is counted and logged), or null. */
+  #refusal(remote: string, request: ConnectRequest): Refusal | null {
     const now = Date.now();
-    const remote = ws.data.remoteAddress;
-    if (!options.accepting()) return refuse(ws, Code.SHUTTING_DOWN, "the gateway is shutting down");
-    if (limiter.blocked(remote, now)) {
-      return refuse(ws, Code.RATE_LIMITED, "too many failed attempts from this address; wait a minute");
+    if (!this.#options.accepting())
+      return { code: Code.SHUTTING_DOWN, message: "the gateway is shutting down" };
+    if (this.#limiter.blocked(remote, now)) {
+      return {
+        code: Code.RATE_LIMITED,
+        message: "too many failed attempts from this address; wait a minute",
+      };
     }
-    const result = options.authenticator().authenticate(request, now);
+    const result = this.#options.authenticator().authenticate(request, now);
     if (!result.ok) {
-      limiter.recordFailure(remote, now);
+      this.#limiter.recordFailure(remote, now);
       log.warn(`agent auth refused from ${remote} (id '${request.agentId}'): ${result.message}`);
-      return refuse(ws, result.code, result.message);
+      return { code: result.code, message: result.message };
     }
+    const { registry } = this.#options;
     const holder = registry.holderToken(request.agentId);
     if (holder !== undefined && holder !== request.token) {
-      return refuse(
-        ws,
-        Code.ID_HELD_BY_OTHER_TOKEN,
-        `agent id '${request.agentId}' is held by another token`,
-      );
+      return {
+        code: Code.ID_HELD_BY_OTHER_TOKEN,
+        message: `agent id '${request.agentId}' is held by another token`,
+      };
     }
     const full = sessionLimit(registry, request);
-    if (full !== null) return refuse(ws, Code.TOO_MANY_SESSIONS, full);
+    return full === null ? null : { code: Code.TOO_MANY_SESSIONS, message: full };
+  }
+
+  #admit(ws: AgentSocket, request: ConnectRequest): void {
+    const { registry } = this.#options;
+    const remote = ws.data.remoteAddress;
     const version = Math.min(request.protocolVersion, PROTOCOL_VERSION);
     const session = new AgentSession(
       ws as ServerWebSocket<unknown>,
@@ -111,26 +223,9 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
         log.info(`agent ${closed.info.agentId} disconnected (session ${closed.id})`);
       },
     );
-    ws.data.session = session;
-    const url = options.publicUrl(request.agentId);
-    const sent = session.send(
-      encodeEnvelope({
-        case: "control",
-        value: {
-          kind: {
-            case: "connected",
-            value: {
-              sessionId: session.id,
-              url,
-              heartbeatIntervalMs: options.heartbeatIntervalMs,
-              initialWindow: INITIAL_WINDOW,
-              maxFramePayload: MAX_FRAME_PAYLOAD,
-              protocolVersion: version,
-            },
-          },
-        },
-      }),
-    );
+    ws.data.stage = { kind: "admitted", session };
+    const url = this.#options.publicUrl(request.agentId);
+    const sent = session.send(connectedFrame(session.id, url, this.#options.heartbeatIntervalMs, version));
     // Connected goes alone, before any stream's frame can join it: the agent reads it unbatched.
     session.flush();
     // A socket that could not take the first frame is already closed: never register it.
@@ -139,66 +234,23 @@ export function startAgentListener(options: AgentListenerOptions): Server<Socket
     // A first round-trip time, so that windows can grow before the first heartbeat.
     session.ping();
     log.info(`agent ${request.agentId} connected from ${remote} (session ${session.id}) → ${url}`);
-  };
+  }
+}
 
-  const onFirstFrame = (ws: ServerWebSocket<SocketState>, frame: Uint8Array) => {
-    clearTimeout(ws.data.authTimer);
-    unauthenticated.delete(ws);
-    let message: ReturnType<typeof decodeEnvelope>;
-    try {
-      message = decodeEnvelope(frame);
-    } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      return refuse(ws, Code.PROTOCOL_ERROR, error.message);
-    }
-    if (message.case !== "connect") {
-      return refuse(ws, Code.PROTOCOL_ERROR, `expected a ConnectRequest first, got ${message.case}`);
-    }
-    admit(ws, message.value);
-  };
-
-  return Bun.serve<SocketState>({
-    ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
-    hostname: options.hostname,
-    port: options.port,
-    idleTimeout: HANDSHAKE_IDLE_TIMEOUT_S,
-    fetch(req, server) {
-      if (new URL(req.url).pathname !== "/") return new Response("not found\n", { status: 404 });
-      const remoteAddress = server.requestIP(req)?.address ?? "unknown";
-      if (server.upgrade(req, { data: { remoteAddress, session: null, authTimer: undefined } })) return;
-      return new Response("this port accepts indraNet agents over WebSocket\n", { status: 426 });
-    },
-    websocket: {
-      maxPayloadLength: MAX_MESSAGE_BYTES,
-      perMessageDeflate: false,
-      // Liveness is the tunnel's own heartbeat; Bun's idle timer would cut quiet agents.
-      idleTimeout: 0,
-      sendPings: false,
-      open(ws) {
-        if (unauthenticated.size >= MAX_UNAUTHENTICATED) {
-          const oldest = unauthenticated.values().next().value;
-          if (oldest) refuse(oldest, Code.RATE_LIMITED, "too many unauthenticated connections");
-        }
-        unauthenticated.add(ws);
-        ws.data.authTimer = setTimeout(() => {
-          refuse(ws, Code.PROTOCOL_ERROR, `no ConnectRequest within ${AUTH_TIMEOUT_MS} ms`);
-        }, AUTH_TIMEOUT_MS);
-      },
-      message(ws, message) {
-        if (typeof message === "string") {
-          if (ws.data.session) return ws.data.session.close(1003, "text frames are not part of the protocol");
-          return refuse(ws, Code.PROTOCOL_ERROR, "text frames are not part of the protocol");
-        }
-        if (ws.data.session) ws.data.session.receive(message);
-        else onFirstFrame(ws, message);
-      },
-      drain(ws) {
-        ws.data.session?.drained();
-      },
-      close(ws) {
-        clearTimeout(ws.data.authTimer);
-        unauthenticated.delete(ws);
-        ws.data.session?.closedByPeer();
+function connectedFrame(sessionId: string, url: string, heartbeatIntervalMs: number, version: number) {
+  return encodeEnvelope({
+    case: "control",
+    value: {
+      kind: {
+        case: "connected",
+        value: {
+          sessionId,
+          url,
+          heartbeatIntervalMs,
+          initialWindow: INITIAL_WINDOW,
+          maxFramePayload: MAX_FRAME_PAYLOAD,
+          protocolVersion: version,
+        },
       },
     },
   });

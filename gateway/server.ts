@@ -6,7 +6,7 @@ import { ConnectError_Code, type ConnectRequest } from "../shared/gen/tunnel_pb.
 import { log } from "../shared/log.ts";
 import { logExchange } from "./access-log.ts";
 import { agentList } from "./admin.ts";
-import { startAgentListener } from "./agent-listener.ts";
+import { AgentListener } from "./agent-listener.ts";
 import { Authenticator, type AuthResult } from "./authenticate.ts";
 import type { GatewayConfig, TokenEntry } from "./config.ts";
 import { startIngress } from "./ingress.ts";
@@ -26,24 +26,6 @@ const DRAIN_POLL_MS = 50;
 /** After the grace period, how long closing the listeners may take before they are cut. */
 const CLOSE_TIMEOUT_MS = 1_000;
 
-export interface RunningGateway {
-  httpPort: number;
-  wsPort: number;
-  /** Undefined when the admin listener is off (or its default address was taken). */
-  adminPort: number | undefined;
-  registry: SessionRegistry;
-  /**
-   * Stops taking requests and agents, tells the agents (GoAway), waits for the requests in flight
-   * up to the grace period, then closes everything. Resolves when the gateway is down.
-   */
-  stop(): Promise<void>;
-  /**
-   * Re-reads the config (SIGHUP): the token table applies at once, other settings at the next
-   * start. A config that does not load is reported and the running one stays in force.
-   */
-  reload(load: () => GatewayConfig): void;
-}
-
 /** Counts every refused credential by its reason for /metrics. */
 class ObservedAuthenticator extends Authenticator {
   readonly #onRefused: (code: ConnectError_Code) => void;
@@ -60,108 +42,93 @@ class ObservedAuthenticator extends Authenticator {
   }
 }
 
-export async function startGateway(config: GatewayConfig): Promise<RunningGateway> {
-  const registry = new SessionRegistry();
-  let accepting = true;
-  const metrics = new GatewayMetrics(registry, () => !accepting);
-  const authenticator = new ObservedAuthenticator(config.tokens, (code) =>
-    metrics.authFailures.inc(1, ConnectError_Code[code]?.toLowerCase() ?? String(code)),
-  );
-  let tokens = config.tokens;
+type Phase =
+  | { kind: "running" }
+  /** No new requests or agents; `stopped` settles once everything is closed. */
+  | { kind: "draining"; stopped: Promise<void> };
 
-  const httpScheme = config.tls ? "https" : "http";
-  const agents = startAgentListener({
-    tls: config.tls,
-    hostname: config.bind,
-    port: config.wsPort,
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
-    publicUrl: (agentId) => `${httpScheme}://${agentId}.${config.domain}:${ingress.port}/`,
-    authenticator: () => authenticator,
-    registry,
-    accepting: () => accepting,
-  });
-  const ingress = startIngress({
-    tls: config.tls,
-    trustedProxies: new Set(config.trustedProxies),
-    hostname: config.bind,
-    port: config.httpPort,
-    domain: config.domain,
-    requestTimeoutMs: config.requestTimeoutMs,
-    idleTimeoutMs: config.idleTimeoutMs,
-    maxStreamsPerAgent: config.maxStreamsPerAgent,
-    maxRequestBodyBytes: config.maxRequestBodyBytes,
-    registry,
-    route: (host) => matchHostToAgentId(host, config.domain),
-    accepting: () => accepting,
-    observe: (exchange) => {
-      metrics.exchange(exchange);
-      logExchange(exchange);
-    },
-  });
+/** One gateway from start to stop: its listeners, the session registry and the liveness timer. */
+export class Gateway {
+  readonly registry = new SessionRegistry();
+  readonly httpPort: number;
+  readonly wsPort: number;
+  /** Undefined when the admin listener is off (or its default address was taken). */
+  readonly adminPort: number | undefined;
+  readonly #config: GatewayConfig;
+  readonly #metrics: GatewayMetrics;
+  readonly #authenticator: ObservedAuthenticator;
+  readonly #agents: AgentListener;
+  readonly #ingress: ReturnType<typeof startIngress>;
+  readonly #admin: ReturnType<typeof startAdmin>;
+  readonly #liveness: Timer;
+  /** The table in force, so that a reload can tell which sessions lost their token. */
+  #tokens: TokenEntry[];
+  #lastPing: number;
+  #phase: Phase = { kind: "running" };
 
-  let lastPing = Date.now();
-  const liveness = setInterval(() => {
-    const now = Date.now();
-    registry.expire(now, config.heartbeatIntervalMs * MISSED_HEARTBEATS);
-    if (now - lastPing < config.heartbeatIntervalMs) return;
-    lastPing = now;
-    for (const session of registry.all()) session.ping();
-  }, LIVENESS_TICK_MS);
+  constructor(config: GatewayConfig) {
+    this.#config = config;
+    this.#metrics = new GatewayMetrics(this.registry, () => !this.#accepting);
+    this.#authenticator = new ObservedAuthenticator(config.tokens, (code) =>
+      this.#metrics.authFailures.inc(1, ConnectError_Code[code]?.toLowerCase() ?? String(code)),
+    );
+    this.#tokens = config.tokens;
+    const httpScheme = config.tls ? "https" : "http";
+    this.#agents = this.#listenForAgents(httpScheme);
+    this.#ingress = this.#listenForRequests();
+    this.#lastPing = Date.now();
+    this.#liveness = setInterval(() => this.#checkLiveness(), LIVENESS_TICK_MS);
 
-  log.info(`ingress listening on ${httpScheme}://${config.bind}:${ingress.port} for *.${config.domain}`);
-  log.info(`agents connect to ${config.tls ? "wss" : "ws"}://${config.bind}:${agents.port}`);
+    log.info(
+      `ingress listening on ${httpScheme}://${config.bind}:${this.#ingress.port} for *.${config.domain}`,
+    );
+    log.info(`agents connect to ${config.tls ? "wss" : "ws"}://${config.bind}:${this.#agents.port}`);
 
-  const admin =
-    config.admin === "off"
-      ? null
-      : startAdmin({
-          address: config.admin,
-          healthy: () => accepting,
-          metrics: metrics.registry,
-          json: { "/api/agents": () => agentList(registry) },
-        });
+    this.#admin =
+      config.admin === "off"
+        ? null
+        : startAdmin({
+            address: config.admin,
+            healthy: () => this.#accepting,
+            metrics: this.#metrics.registry,
+            json: { "/api/agents": () => agentList(this.registry) },
+          });
+    this.httpPort = this.#ingress.port ?? config.httpPort;
+    this.wsPort = this.#agents.port ?? config.wsPort;
+    this.adminPort = this.#admin?.port;
+  }
 
-  // Requests still running: those whose stream is open, and those the ingress has not finished
-  // answering (a response body still being written counts).
-  const inFlight = () => {
-    let streams = 0;
-    for (const session of registry.all()) streams += session.httpStreams;
-    return Math.max(streams, ingress.pendingRequests);
-  };
+  get #accepting(): boolean {
+    return this.#phase.kind === "running";
+  }
 
-  let stopped: Promise<void> | undefined;
-  const stop = async () => {
-    accepting = false;
-    const graceMs = config.shutdownGraceMs;
-    log.info(`draining: ${inFlight()} request(s) in flight, waiting up to ${graceMs / 1000} s`);
-    for (const session of registry.all()) session.sendGoAway("gateway shutting down");
-    const deadline = Date.now() + graceMs;
-    while (inFlight() > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
-    const left = inFlight();
-    if (left > 0) log.warn(`grace period over: cutting ${left} request(s) still in flight`);
-    clearInterval(liveness);
-    for (const session of registry.all()) session.close(1001, "gateway shutting down");
-    const closed = Promise.all([ingress.stop(), agents.stop(), admin?.stop()]);
-    if ((await Promise.race([closed, Bun.sleep(CLOSE_TIMEOUT_MS).then(() => "late")])) === "late") {
-      await Promise.all([ingress.stop(true), agents.stop(true), admin?.stop(true)]);
-    }
-    log.info("stopped");
-  };
+  /**
+   * Stops taking requests and agents, tells the agents (GoAway), waits for the requests in flight
+   * up to the grace period, then closes everything. Resolves when the gateway is down.
+   */
+  stop(): Promise<void> {
+    if (this.#phase.kind === "running") this.#phase = { kind: "draining", stopped: this.#drain() };
+    return this.#phase.stopped;
+  }
 
-  const reload = (load: () => GatewayConfig) => {
+  /**
+   * Re-reads the config (SIGHUP): the token table applies at once, other settings at the next
+   * start. A config that does not load is reported and the running one stays in force.
+   */
+  reload(load: () => GatewayConfig): void {
     let next: GatewayConfig;
     try {
       next = load();
     } catch (error) {
-      metrics.reloads.inc(1, "error");
+      this.#metrics.reloads.inc(1, "error");
       log.error(`reload failed, the running config stays: ${error instanceof Error ? error.message : error}`);
       return;
     }
-    const before = new Map(tokens.map((entry) => [entry.token, entry]));
-    tokens = next.tokens;
-    authenticator.setTokens(tokens);
-    const after = new Map(tokens.map((entry) => [entry.token, entry]));
-    for (const session of registry.all()) {
+    const before = new Map(this.#tokens.map((entry) => [entry.token, entry]));
+    this.#tokens = next.tokens;
+    this.#authenticator.setTokens(this.#tokens);
+    const after = new Map(this.#tokens.map((entry) => [entry.token, entry]));
+    for (const session of this.registry.all()) {
       const why = revocation(
         before.get(session.info.token),
         after.get(session.info.token),
@@ -171,23 +138,87 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
       log.info(`agent ${session.info.agentId}: ${why}, closing session ${session.id}`);
       session.close(4004, why);
     }
-    for (const key of changedSettings(config, next)) log.warn(`reload: ${key} changed; restart to apply it`);
+    for (const key of changedSettings(this.#config, next)) {
+      log.warn(`reload: ${key} changed; restart to apply it`);
+    }
     for (const warning of next.warnings) log.warn(warning);
-    metrics.reloads.inc(1, "ok");
-    log.info(`config reloaded: ${tokens.length} token(s)`);
-  };
+    this.#metrics.reloads.inc(1, "ok");
+    log.info(`config reloaded: ${this.#tokens.length} token(s)`);
+  }
 
-  return {
-    httpPort: ingress.port ?? config.httpPort,
-    wsPort: agents.port ?? config.wsPort,
-    adminPort: admin?.port,
-    registry,
-    stop() {
-      stopped ??= stop();
-      return stopped;
-    },
-    reload,
-  };
+  #listenForAgents(httpScheme: string): AgentListener {
+    const config = this.#config;
+    return new AgentListener({
+      tls: config.tls,
+      hostname: config.bind,
+      port: config.wsPort,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      publicUrl: (agentId) => `${httpScheme}://${agentId}.${config.domain}:${this.#ingress.port}/`,
+      authenticator: () => this.#authenticator,
+      registry: this.registry,
+      accepting: () => this.#accepting,
+    });
+  }
+
+  #listenForRequests(): ReturnType<typeof startIngress> {
+    const config = this.#config;
+    return startIngress({
+      tls: config.tls,
+      trustedProxies: new Set(config.trustedProxies),
+      hostname: config.bind,
+      port: config.httpPort,
+      domain: config.domain,
+      requestTimeoutMs: config.requestTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
+      maxStreamsPerAgent: config.maxStreamsPerAgent,
+      maxRequestBodyBytes: config.maxRequestBodyBytes,
+      registry: this.registry,
+      route: (host) => matchHostToAgentId(host, config.domain),
+      accepting: () => this.#accepting,
+      observe: (exchange) => {
+        this.#metrics.exchange(exchange);
+        logExchange(exchange);
+      },
+    });
+  }
+
+  #checkLiveness(): void {
+    const now = Date.now();
+    const { heartbeatIntervalMs } = this.#config;
+    this.registry.expire(now, heartbeatIntervalMs * MISSED_HEARTBEATS);
+    if (now - this.#lastPing < heartbeatIntervalMs) return;
+    this.#lastPing = now;
+    for (const session of this.registry.all()) session.ping();
+  }
+
+  // Requests still running: those whose stream is open, and those the ingress has not finished
+  // answering (a response body still being written counts).
+  #inFlight(): number {
+    let streams = 0;
+    for (const session of this.registry.all()) streams += session.httpStreams;
+    return Math.max(streams, this.#ingress.pendingRequests);
+  }
+
+  async #drain(): Promise<void> {
+    const graceMs = this.#config.shutdownGraceMs;
+    log.info(`draining: ${this.#inFlight()} request(s) in flight, waiting up to ${graceMs / 1000} s`);
+    for (const session of this.registry.all()) session.sendGoAway("gateway shutting down");
+    const deadline = Date.now() + graceMs;
+    while (this.#inFlight() > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
+    const left = this.#inFlight();
+    if (left > 0) log.warn(`grace period over: cutting ${left} request(s) still in flight`);
+    clearInterval(this.#liveness);
+    for (const session of this.registry.all()) session.close(1001, "gateway shutting down");
+    const closed = Promise.all([this.#ingress.stop(), this.#agents.stop(), this.#admin?.stop()]);
+    if ((await Promise.race([closed, Bun.sleep(CLOSE_TIMEOUT_MS).then(() => "late")])) === "late") {
+      await Promise.all([this.#ingress.stop(true), this.#agents.stop(true), this.#admin?.stop(true)]);
+    }
+    log.info("stopped");
+  }
+}
+
+export async function startGateway(config: GatewayConfig): Promise<Gateway> {
+  return new Gateway(config);
 }
 
 /** Why a session may no longer stay after a reload, or undefined when it may. */
