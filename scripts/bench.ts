@@ -1,9 +1,12 @@
 // `make bench`: the tunnel against nginx directly, an nginx reverse-proxy hop and `ssh -R` tunnels,
 // everything on loopback. Each round measures every row right after a direct run, so the ratios
 // hold on a shared, noisy machine where absolute figures drift. Prints the table and refreshes
-// docs/PERFORMANCE.md. `--profile` instead profiles the gateway and the agent run from source.
+// docs/PERFORMANCE.md. Then single transfers over a delay relay (a link with a round trip), the
+// tunnel against plain TCP over the same relay; `--only relay` runs just those. `--profile`
+// instead profiles the gateway and the agent run from source.
 //
-//   bun scripts/bench.ts [--rounds 3] [--seconds 5] [--transfers 5] [--profile] [--no-doc]
+//   bun scripts/bench.ts [--rounds 3] [--seconds 5] [--transfers 5] [--relay-transfers 5]
+//                        [--only relay] [--profile] [--no-doc]
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +20,7 @@ import { LARGE_BYTES, startProxy, startUpstream, writeContent } from "./bench/ng
 import { memory } from "./bench/procfs.ts";
 import { Children, killRunning } from "./bench/procs.ts";
 import { profileTunnel } from "./bench/profile.ts";
+import { measureRelay, type RelayRun, renderRelay } from "./bench/relay.ts";
 import {
   cpuTable,
   memoryTable,
@@ -39,6 +43,8 @@ const { values: flags } = parseArgs({
     rounds: { type: "string", default: "3" },
     seconds: { type: "string", default: "5" },
     transfers: { type: "string", default: "5" },
+    "relay-transfers": { type: "string", default: "5" },
+    only: { type: "string" },
     profile: { type: "boolean", default: false },
     "no-doc": { type: "boolean", default: false },
   },
@@ -66,7 +72,11 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 
 try {
   await installDeps();
+  if (flags.only !== undefined && flags.only !== "relay") {
+    throw new Error(`--only takes "relay", got ${flags.only}`);
+  }
   if (flags.profile) await profileMain();
+  else if (flags.only === "relay") await relayMain();
   else await benchMain();
 } catch (error) {
   console.error(error instanceof Error ? (error.stack ?? error.message) : error);
@@ -80,6 +90,13 @@ async function installDeps(): Promise<void> {
     stdio: ["ignore", "inherit", "inherit"],
   });
   if ((await proc.exited) !== 0) throw new Error("could not install nginx, wrk and OpenSSH (see above)");
+}
+
+function requireDist(): void {
+  for (const side of ["gateway", "agent"] as const) {
+    const binary = fromDist(side)[0] as string;
+    if (!existsSync(binary)) throw new Error(`${binary} is missing: run make build (make bench does)`);
+  }
 }
 
 function positive(name: string, value: string | undefined): number {
@@ -116,10 +133,7 @@ async function startRows(root: string): Promise<Rows> {
 }
 
 async function benchMain(): Promise<void> {
-  for (const side of ["gateway", "agent"] as const) {
-    const binary = fromDist(side)[0] as string;
-    if (!existsSync(binary)) throw new Error(`${binary} is missing: run make build (make bench does)`);
-  }
+  requireDist();
   const rounds = positive("rounds", flags.rounds);
   const machine = await describeMachine();
   console.log(`bench: ${machineLine(machine)}`);
@@ -129,6 +143,7 @@ async function benchMain(): Promise<void> {
     transfers: positive("transfers", flags.transfers),
     largeFile,
   };
+  const relayTransfers = positive("relay-transfers", flags["relay-transfers"]);
   const rows = await startRows(root);
   const { gateway, agent } = rows.tunnel;
   // Idle: connected and settled, before any request.
@@ -155,7 +170,9 @@ async function benchMain(): Promise<void> {
     agent: { idle: idle.agent, end: memory(agent.pid) },
   };
   const elapsed = (performance.now() - started) / 1000;
-  const results = renderResults(machineLine(machine), pairs, mem, cpu, rounds, settings, elapsed);
+  console.log("single transfers over the delay relay");
+  const relay = await measureRelay(children, dir, rows.direct.port, largeFile, relayTransfers);
+  const results = renderResults(machineLine(machine), pairs, mem, cpu, rounds, settings, elapsed, relay);
   console.log(`\n${results}\n`);
   if (!flags["no-doc"]) {
     updateSection(DOC, "results", results);
@@ -186,6 +203,7 @@ function renderResults(
   rounds: number,
   settings: Settings,
   elapsed: number,
+  relay: RelayRun,
 ): string {
   const summaries = summarize(pairs);
   const medianCpu = (pick: (c: TunnelCpu) => { gateway: number; agent: number }) => ({
@@ -218,7 +236,33 @@ function renderResults(
     "```",
     ...targetChecks(summaries, mem),
     "```",
+    "",
+    "<!-- bench:relay:begin -->",
+    relayText(machine, relay),
+    "<!-- bench:relay:end -->",
   ].join("\n");
+}
+
+/** The relay rows, between their own markers in the doc so that `--only relay` refreshes them alone. */
+function relayText(machine: string, relay: RelayRun): string {
+  return [`Single transfers over a delay relay, measured ${machine}.`, "", renderRelay(relay)].join("\n");
+}
+
+/** `--only relay`: the upstream and the relay rows, nothing else. */
+async function relayMain(): Promise<void> {
+  requireDist();
+  const relayTransfers = positive("relay-transfers", flags["relay-transfers"]);
+  const machine = await describeMachine();
+  console.log(`bench: ${machineLine(machine)}`);
+  const { root, largeFile } = await writeContent(dir);
+  const upstreamPort = await startUpstream(children, dir, root);
+  const relay = await measureRelay(children, dir, upstreamPort, largeFile, relayTransfers);
+  const section = relayText(machineLine(machine), relay);
+  console.log(`\n${section}\n`);
+  if (!flags["no-doc"]) {
+    updateSection(DOC, "relay", section);
+    console.log(`bench: wrote ${DOC}`);
+  }
 }
 
 async function profileMain(): Promise<void> {

@@ -38,13 +38,22 @@ export interface Tunnel {
   host: string;
 }
 
+export interface TunnelOptions {
+  /** Names the processes and their logs, when several tunnels run at once. */
+  label?: string;
+  /** Where the agent dials instead of the gateway's agent port (a relay in front of it). */
+  agentDialsVia?: (wsPort: number) => number;
+}
+
 export async function startTunnel(
   children: Children,
   parent: string,
   launcher: Launcher,
   upstreamPort: number,
+  options: TunnelOptions = {},
 ): Promise<Tunnel> {
-  const dir = join(parent, "tunnel");
+  const suffix = options.label ? ` (${options.label})` : "";
+  const dir = join(parent, options.label ? `tunnel-${options.label.replace(/\W+/g, "-")}` : "tunnel");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const token = "bench-token";
   const secret = randomBytes(24).toString("hex");
@@ -54,7 +63,7 @@ export async function startTunnel(
   });
   const env = { NODE_ENV: "production" };
   const gateway = children.spawn(
-    "gateway",
+    `gateway${suffix}`,
     [
       ...launcher("gateway"),
       "serve",
@@ -77,13 +86,14 @@ export async function startTunnel(
   );
   const [, httpPort] = await gateway.waitFor(/ingress listening on http:\/\/[^\s]+:(\d+)/);
   const [, wsPort] = await gateway.waitFor(/agents connect to ws:\/\/[^\s]+:(\d+)/);
+  const dialPort = options.agentDialsVia?.(Number(wsPort)) ?? Number(wsPort);
   const agent = children.spawn(
-    "agent",
+    `agent${suffix}`,
     [
       ...launcher("agent"),
       "connect",
       "--gateway",
-      `ws://127.0.0.1:${wsPort}`,
+      `ws://127.0.0.1:${dialPort}`,
       "--token",
       token,
       "--id",
