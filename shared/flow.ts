@@ -93,8 +93,9 @@ export class WindowBudget {
  * window update costs one small frame per quarter window rather than one per chunk.
  *
  * With a budget the window grows: a stream that cycles through its window in little more than a
- * round trip is limited by it, not by its reader, so the window doubles, up to
- * `MAX_STREAM_WINDOW` and what the connection's budget has left (quic-go's auto-tuning).
+ * round trip is limited by it, not by its reader, so the window grows (quic-go's auto-tuning),
+ * at least doubling and at once to what the measured rate needs, up to `MAX_STREAM_WINDOW` and
+ * what the connection's budget has left.
  */
 export class ReceiveWindow {
   #buffered = 0;
@@ -105,7 +106,8 @@ export class ReceiveWindow {
   readonly #budget: WindowBudget | undefined;
   #handedOnTotal = 0;
   #epochStartBytes = 0;
-  #epochStartMs = performance.now();
+  /** When the current measurement began: the first byte, then each growth check. */
+  #epochStartMs = -1;
 
   constructor(window: number, sendUpdate: (increment: number) => void, budget?: WindowBudget) {
     this.#window = window;
@@ -126,6 +128,9 @@ export class ReceiveWindow {
 
   /** Records arriving bytes; false when the peer sent beyond the credit it was given. */
   receive(bytes: number): boolean {
+    // From the first byte, not from the stream's start: the wait for the service's answer says
+    // nothing about the link's rate.
+    if (this.#epochStartMs < 0) this.#epochStartMs = performance.now();
     this.#buffered += bytes;
     return this.#buffered + this.#unacknowledged <= this.#window;
   }
@@ -160,7 +165,15 @@ export class ReceiveWindow {
     let extra = 0;
     const quick = budget.rttMs > 0 && now - this.#epochStartMs < 4 * (consumed / this.#window) * budget.rttMs;
     if (quick && this.#window < MAX_STREAM_WINDOW) {
-      extra = budget.take(Math.min(this.#window, MAX_STREAM_WINDOW - this.#window));
+      // Straight to the window `quick` stops at (four round trips of the measured rate), not
+      // by doubling once per round trip: on a 100 ms link doubling from 256 KiB took six round
+      // trips, a fifth of a 64 MiB download.
+      const rate = consumed / Math.max(now - this.#epochStartMs, 0.001);
+      const wanted = Math.min(
+        MAX_STREAM_WINDOW,
+        Math.max(2 * this.#window, Math.ceil(4 * rate * budget.rttMs)),
+      );
+      extra = budget.take(wanted - this.#window);
       this.#window += extra;
     }
     this.#epochStartMs = now;
