@@ -2,7 +2,7 @@
 // (signConnect over a raw WebSocket) and then sends whatever the test tells it to.
 import { newNonce, PROTOCOL_VERSION, signConnect } from "../shared/auth.ts";
 import { forEachFrame } from "../shared/batch.ts";
-import type { TunnelClose, TunnelRequest } from "../shared/gen/tunnel_pb.ts";
+import type { Connected, ControlMessage, TunnelClose, TunnelRequest } from "../shared/gen/tunnel_pb.ts";
 import { decodeEnvelope, type EnvelopeInit, encodeEnvelope } from "../shared/protocol.ts";
 import { DEFAULT_TOKEN, type TokenSpec } from "./harness.ts";
 
@@ -17,13 +17,17 @@ export function openSocket(url: string): Promise<WebSocket> {
 }
 
 /** The ConnectRequest the real agent would send, signed with `token`'s secret. */
-export function connectFrame(agentId: string, token: TokenSpec = DEFAULT_TOKEN): Uint8Array {
+export function connectFrame(
+  agentId: string,
+  token: TokenSpec = DEFAULT_TOKEN,
+  protocolVersion = PROTOCOL_VERSION,
+): Uint8Array {
   const fields = {
     agentId,
     token: token.token,
     timestampMs: BigInt(Date.now()),
     nonce: newNonce(),
-    protocolVersion: PROTOCOL_VERSION,
+    protocolVersion,
   };
   return encodeEnvelope({
     case: "connect",
@@ -34,23 +38,30 @@ export function connectFrame(agentId: string, token: TokenSpec = DEFAULT_TOKEN):
 export class RogueAgent {
   readonly requests: TunnelRequest[] = [];
   readonly closes: TunnelClose[] = [];
+  readonly controls: ControlMessage["kind"][] = [];
+  /** Every WebSocket message as it arrived, to check how frames were packed. */
+  readonly messages: Uint8Array[] = [];
   readonly closed: Promise<CloseEvent>;
   #waiters: (() => void)[] = [];
 
-  private constructor(readonly ws: WebSocket) {
+  private constructor(
+    readonly ws: WebSocket,
+    readonly connected: Connected,
+  ) {
     this.closed = new Promise((resolve) => {
       ws.addEventListener("close", resolve);
     });
     ws.addEventListener("message", (event) => {
-      forEachFrame(new Uint8Array(event.data as ArrayBuffer), (frame) =>
-        this.#receive(decodeEnvelope(frame)),
-      );
+      const message = new Uint8Array(event.data as ArrayBuffer);
+      this.messages.push(message);
+      forEachFrame(message, (frame) => this.#receive(decodeEnvelope(frame)));
     });
   }
 
   #receive(message: ReturnType<typeof decodeEnvelope>): void {
     if (message.case === "request") this.requests.push(message.value);
     if (message.case === "close") this.closes.push(message.value);
+    if (message.case === "control") this.controls.push(message.value.kind);
     if (message.case === "control" && message.value.kind.case === "ping") {
       this.send({
         case: "control",
@@ -63,19 +74,24 @@ export class RogueAgent {
   }
 
   /** Authenticates as `agentId` and resolves once the gateway answered Connected. */
-  static async connect(wsUrl: string, agentId: string): Promise<RogueAgent> {
+  static async connect(
+    wsUrl: string,
+    agentId: string,
+    protocolVersion = PROTOCOL_VERSION,
+  ): Promise<RogueAgent> {
     const ws = await openSocket(wsUrl);
-    const connected = new Promise<void>((resolve, reject) => {
+    const connected = new Promise<Connected>((resolve, reject) => {
       ws.onmessage = (event) => {
         const message = decodeEnvelope(new Uint8Array(event.data as ArrayBuffer));
-        if (message.case === "control" && message.value.kind.case === "connected") resolve();
-        else reject(new Error(`not connected: ${message.case}`));
+        if (message.case === "control" && message.value.kind.case === "connected") {
+          resolve(message.value.kind.value);
+        } else reject(new Error(`not connected: ${message.case}`));
       };
     });
-    ws.send(connectFrame(agentId));
-    await connected;
+    ws.send(connectFrame(agentId, DEFAULT_TOKEN, protocolVersion));
+    const answer = await connected;
     ws.onmessage = null;
-    return new RogueAgent(ws);
+    return new RogueAgent(ws, answer);
   }
 
   get open(): boolean {
