@@ -1,7 +1,14 @@
 // agent-tunnel: the command line only. Everything it runs starts in client.ts, which also owns
 // SIGINT/SIGTERM (finish in-flight streams, then return the exit code).
 import { type ArgsDef, defineCommand } from "citty";
-import { exitOnStartupError, flagValues, loggingArgs, rejectUnknownFlags, runBinary } from "../shared/cli.ts";
+import {
+  exitOnStartupError,
+  flagValues,
+  loggingArgs,
+  rejectUnknownFlags,
+  runBinary,
+  startupDone,
+} from "../shared/cli.ts";
 import { installFaultHandlers } from "../shared/fault.ts";
 import { configureLogging, log } from "../shared/log.ts";
 import { loadAgentConfig } from "./config.ts";
@@ -65,6 +72,7 @@ const connect = defineCommand({
       // Loaded here so that --help, --version and usage errors never depend on the client's code.
       const { runAgent } = await import("./client.ts");
       installFaultHandlers();
+      startupDone();
       code = await runAgent(config);
     } catch (error) {
       exitOnStartupError(error);

@@ -1,7 +1,7 @@
 // One line per request, written when its response is over (body included), so status, bytes and
 // duration are final. In text format it is one preformatted string; the JSON fields object is built
 // only when the logs are JSON lines.
-import { isJsonLogging, LOG_LEVELS, log } from "../shared/log.ts";
+import { isJsonLogging, LOG_LEVELS, log, writeLines } from "../shared/log.ts";
 
 /** One finished request, as the ingress reports it to the access log and the metrics. */
 export interface Exchange {
@@ -27,7 +27,7 @@ export function logExchange(e: Exchange): void {
   if (log.level < LOG_LEVELS.info) return;
   const ms = Math.round(e.durationMs * 10) / 10;
   const text = `${e.requestId || "-"} ${e.agentId || "-"} ${e.method} ${e.path} ${e.status} ${e.bytes}B ${ms}ms`;
-  if (!isJsonLogging()) return queue(textLines, `${text}\n`);
+  if (!isJsonLogging()) return queue(textLines, text);
   const line = {
     time: new Date().toISOString(),
     level: "info",
@@ -40,7 +40,7 @@ export function logExchange(e: Exchange): void {
     bytes: e.bytes,
     duration_ms: ms,
   };
-  queue(jsonLines, `${JSON.stringify(line)}\n`);
+  queue(jsonLines, JSON.stringify(line));
 }
 
 const textLines: string[] = [];
@@ -56,6 +56,6 @@ function queue(lines: string[], line: string): void {
 
 function flush(): void {
   flushScheduled = false;
-  if (textLines.length > 0) process.stderr.write(textLines.splice(0).join(""));
-  if (jsonLines.length > 0) process.stdout.write(jsonLines.splice(0).join(""));
+  if (textLines.length > 0) writeLines("stderr", textLines.splice(0).join("\n"));
+  if (jsonLines.length > 0) writeLines("stdout", jsonLines.splice(0).join("\n"));
 }

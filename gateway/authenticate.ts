@@ -1,10 +1,10 @@
-import { randomBytes } from "node:crypto";
 import {
   agentIdAllowed,
   isValidAgentId,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   ReplayGuard,
+  randomHex,
   verifyConnectSignature,
 } from "../shared/auth.ts";
 import { ConnectError_Code, type ConnectRequest } from "../shared/gen/tunnel_pb.ts";
@@ -22,7 +22,7 @@ export type AuthResult =
 
 // Unknown tokens are still checked against this key so that the reply takes as long as for a known
 // token: otherwise response timing would tell an attacker which tokens exist.
-const DUMMY_SECRET = randomBytes(32).toString("hex");
+const DUMMY_SECRET = randomHex(32);
 
 // Long enough to recognise the id in a log, short enough that a hostile id cannot bloat the reply.
 const MAX_ECHOED_ID = 80;

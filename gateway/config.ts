@@ -1,11 +1,9 @@
 // The gateway's settings, validated once at start-up. Each comes from, in order of precedence, a
 // flag, an INDRANET_* variable, the TOML file (--config) or a default.
-import { randomBytes } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import { isIP } from "node:net";
 import { dirname, resolve } from "node:path";
 import { type AdminAddress, adminAddressKind, DEFAULT_ADMIN } from "../shared/admin.ts";
-import { isValidAgentId } from "../shared/auth.ts";
+import { isValidAgentId, randomHex } from "../shared/auth.ts";
 import {
   type Env,
   exposedFileWarning,
@@ -259,6 +257,8 @@ function readTrustedProxies(name: string, value: unknown): string[] {
   if (!Array.isArray(value) || !value.every((a) => typeof a === "string")) {
     throw new UsageError(`${name} must be an array of IP addresses, e.g. ["127.0.0.1"]`);
   }
+  // Loaded only for this setting: node:net stays out of a gateway that has no front proxy.
+  const { isIP } = require("node:net") as typeof import("node:net");
   return value.map((text) => {
     const address = text.trim();
     if (isIP(address) === 0) throw new UsageError(`${name}: '${text}' is not an IP address`);
@@ -283,8 +283,8 @@ function resolveScalars(flags: Flags, env: Env, file: Partial<GatewayConfig>): S
 /** A throwaway credential for trying the gateway out; it may register any agent id. */
 function devToken(): TokenEntry {
   return {
-    token: `dev-${randomBytes(4).toString("hex")}`,
-    secret: randomBytes(32).toString("hex"),
+    token: `dev-${randomHex(4)}`,
+    secret: randomHex(32),
     agents: ["*"],
   };
 }

@@ -1,7 +1,14 @@
 // gateway-tunnel: the command line only. Everything it runs starts in server.ts.
 import { type ArgsDef, defineCommand } from "citty";
 import { adminAddressKind, DEFAULT_ADMIN } from "../shared/admin.ts";
-import { exitOnStartupError, flagValues, loggingArgs, rejectUnknownFlags, runBinary } from "../shared/cli.ts";
+import {
+  exitOnStartupError,
+  flagValues,
+  loggingArgs,
+  rejectUnknownFlags,
+  runBinary,
+  startupDone,
+} from "../shared/cli.ts";
 import { parseSetting, pick } from "../shared/config.ts";
 import { UsageError } from "../shared/errors.ts";
 import { installFaultHandlers } from "../shared/fault.ts";
@@ -110,6 +117,7 @@ const serve = defineCommand({
       });
       gateway = await startGateway(config);
       installFaultHandlers();
+      startupDone();
       if (config.devCredentials) logDevCommand(config, config.devCredentials, gateway);
     } catch (error) {
       exitOnStartupError(error);

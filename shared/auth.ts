@@ -1,4 +1,3 @@
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { ConnectRequest } from "./gen/tunnel_pb.ts";
 
 /**
@@ -64,13 +63,20 @@ function putBytes(out: Uint8Array, view: DataView, at: number, bytes: Uint8Array
 }
 
 /** HMAC-SHA256 over the canonical bytes, keyed with the secret's UTF-8 bytes (32 bytes). */
+// Bun's hasher and the Web Crypto globals rather than node:crypto, whose module alone would add
+// several MiB to each binary's resident memory.
 export function signConnect(secret: string, fields: ConnectFields): Uint8Array {
-  const mac = createHmac("sha256", secret).update(canonicalConnectBytes(fields)).digest();
+  const mac = new Bun.CryptoHasher("sha256", secret).update(canonicalConnectBytes(fields)).digest();
   return new Uint8Array(mac.buffer, mac.byteOffset, mac.byteLength);
 }
 
 export function newNonce(): Uint8Array {
-  return new Uint8Array(randomBytes(NONCE_BYTES));
+  return crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+}
+
+/** `bytes` random bytes as lowercase hex (tokens and secrets that are generated, not configured). */
+export function randomHex(bytes: number): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
 }
 
 export function verifyConnectSignature(
@@ -81,7 +87,7 @@ export function verifyConnectSignature(
   const expected = signConnect(secret, fields);
   // timingSafeEqual throws on unequal lengths; the length of an HMAC is public anyway.
   if (signature.length !== expected.length) return false;
-  return timingSafeEqual(expected, signature);
+  return crypto.timingSafeEqual(expected, signature);
 }
 
 export type ReplayVerdict = "ok" | "stale" | "replayed";

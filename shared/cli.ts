@@ -55,6 +55,17 @@ export function requireCommand(rawArgs: string[], commands: string[], binary: st
   }
 }
 
+/**
+ * Ends start-up as far as the JIT is concerned. The binaries are built with `--compile-jit-policy`
+ * (Makefile), which keeps code that runs only while starting (flag and config parsing, protobuf's
+ * descriptor decoding) in the interpreter instead of compiling it: that compiled code, and the
+ * compiler's own pages, would stay resident in an idle process. From here the data path is
+ * compiled as usual.
+ */
+export function startupDone(): void {
+  Bun.unsafe.setJITPolicy(1);
+}
+
 /** Usage errors exit 2, as shells and CI expect of a bad command line; anything else exits 1. */
 export function exitOnStartupError(error: unknown): never {
   console.error(`error: ${error instanceof Error ? error.message : String(error)}`);

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
+import fs from "node:fs";
 import { configureLogging, log } from "./log.ts";
 
 // Other test files share this process and its quieter default level.
@@ -8,21 +9,25 @@ afterEach(() => {
   log.level = initialLevel;
 });
 
-function captureJson(emit: () => void): Record<string, unknown>[] {
-  const lines: string[] = [];
-  const spy = spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  });
+/** What `emit` writes to one file descriptor (1 stdout, 2 stderr), one string per write. */
+function capture(fd: number, emit: () => void): string[] {
+  const writes: string[] = [];
+  // Log lines go straight to the file descriptor (`writeLines`), not through process.stdout.
+  const spy = spyOn(fs, "writeSync").mockImplementation(((to: number, chunk: Uint8Array) => {
+    if (to === fd) writes.push(Buffer.from(chunk).toString());
+    return chunk.byteLength;
+  }) as typeof fs.writeSync);
   try {
     emit();
   } finally {
     spy.mockRestore();
   }
-  return lines.map((line) => {
-    expect(line.endsWith("\n")).toBe(true);
-    return JSON.parse(line);
-  });
+  for (const write of writes) expect(write.endsWith("\n")).toBe(true);
+  return writes;
+}
+
+function captureJson(emit: () => void): Record<string, unknown>[] {
+  return capture(1, emit).map((line) => JSON.parse(line));
 }
 
 describe("logging", () => {
@@ -50,5 +55,21 @@ describe("logging", () => {
     expect(captureJson(() => log.info("shown"))).toHaveLength(1);
     configureLogging("error", "json");
     expect(captureJson(() => log.warn("hidden"))).toHaveLength(0);
+  });
+
+  test("text lines look as consola's own reporter writes them, on stderr", () => {
+    configureLogging("debug", "text");
+    const lines = capture(2, () => {
+      log.info("ingress listening on `http://127.0.0.1:8082`");
+      log.success("tunnel ready");
+      log.warn("careful");
+      log.error(new Error("boom"));
+    }).map((line) => Bun.stripANSI(line));
+    // A terminal of 80 columns or more also gets the time at the right edge.
+    expect(lines[0]).toStartWith("\u2139 ingress listening on http://127.0.0.1:8082");
+    expect(lines[1]).toStartWith("\u2714 tunnel ready");
+    expect(lines[2]).toStartWith("\n WARN  careful");
+    expect(lines[3]).toStartWith("\n ERROR  boom");
+    expect(lines[3]).toContain("log.test.ts");
   });
 });
