@@ -15,15 +15,24 @@ import type { ConsolaReporter, LogObject } from "consola/core";
  */
 export function writeLines(to: "stdout" | "stderr", text: string): void {
   const bytes = Buffer.from(`${text}\n`);
+  // Once a line has gone to the stream, every later one follows it there, in order.
+  if (streamed[to]) {
+    process[to].write(bytes);
+    return;
+  }
   let written = 0;
   try {
     while (written < bytes.length) written += fs.writeSync(to === "stdout" ? 1 : 2, bytes, written);
   } catch (error) {
     // A descriptor left non-blocking by whoever started the process: the stream waits for it.
     // Any other failure (EPIPE: the reader is gone) has nowhere to be reported.
-    if ((error as NodeJS.ErrnoException).code === "EAGAIN") process[to].write(bytes.subarray(written));
+    if ((error as NodeJS.ErrnoException).code !== "EAGAIN") return;
+    streamed[to] = true;
+    process[to].write(bytes.subarray(written));
   }
 }
+
+const streamed = { stdout: false, stderr: false };
 
 /**
  * isatty(3). Bun answers it natively through the binding Node's own tty module is built on;
