@@ -1,7 +1,7 @@
 // The agent's life: dial the gateway, authenticate, serve streams until the connection ends,
 // then back off and dial again. Only a refused credential ends it for good.
 import { startAdmin } from "../shared/admin.ts";
-import { newNonce, PROTOCOL_VERSION, signConnect } from "../shared/auth.ts";
+import { MIN_PROTOCOL_VERSION, newNonce, PROTOCOL_VERSION, signConnect } from "../shared/auth.ts";
 import { ConnectError_Code as Code, type ConnectError, type Connected } from "../shared/gen/tunnel_pb.ts";
 import { log } from "../shared/log.ts";
 import { decodeEnvelope, encodeEnvelope, ProtocolError } from "../shared/protocol.ts";
@@ -41,6 +41,12 @@ interface Run {
   tunnels: Set<TunnelConnection>;
   /** One per socket not yet closed; resolves when it is. */
   sockets: Set<Promise<void>>;
+  /**
+   * The protocol version this agent offers: its own, or the oldest it speaks once a gateway
+   * refused its own as too new (a gateway not upgraded yet). Back to its own after a connection
+   * that served, so that an upgraded gateway is spoken to at its best at the next dial.
+   */
+  protocolVersion: number;
 }
 
 /** After the grace period, how long a socket may take to close before the agent exits anyway. */
@@ -63,7 +69,14 @@ export async function runAgent(config: AgentConfig): Promise<number> {
 export function startAgent(config: AgentConfig): AgentHandle {
   const pool = new LocalPool(config.to.host, config.to.port);
   const stopped = new AbortController();
-  const run: Run = { config, pool, stop: stopped.signal, tunnels: new Set(), sockets: new Set() };
+  const run: Run = {
+    config,
+    pool,
+    stop: stopped.signal,
+    tunnels: new Set(),
+    sockets: new Set(),
+    protocolVersion: PROTOCOL_VERSION,
+  };
   const metrics = new AgentMetrics(run.tunnels, () => stopped.signal.aborted);
   const admin =
     config.admin === "off"
@@ -89,6 +102,11 @@ export function startAgent(config: AgentConfig): AgentHandle {
       }
       if (outcome.kind === "refused") {
         const { code, message } = outcome.error;
+        if (code === Code.INCOMPATIBLE_VERSION && run.protocolVersion > MIN_PROTOCOL_VERSION) {
+          log.warn(`${message}; speaking protocol version ${MIN_PROTOCOL_VERSION} to it instead`);
+          run.protocolVersion = MIN_PROTOCOL_VERSION;
+          continue;
+        }
         if (PERMANENT.has(code)) {
           log.error(`gateway refused this agent (${Code[code]}): ${message}`);
           pool.closeAll();
@@ -102,6 +120,7 @@ export function startAgent(config: AgentConfig): AgentHandle {
       }
       const served = outcome.kind === "goaway" || (outcome.kind === "lost" && outcome.served);
       failures = served ? 0 : failures + 1;
+      if (served) run.protocolVersion = PROTOCOL_VERSION;
       gatewayIndex++;
       const delay = backoffDelay(failures);
       log.info(`reconnecting in ${(delay / 1000).toFixed(1)} s`);
@@ -163,7 +182,7 @@ class Dial {
     this.#timer = setTimeout(() => this.#giveUp(), CONNECT_TIMEOUT_MS);
     run.stop.addEventListener("abort", this.#onStop, { once: true });
     ws.addEventListener("open", () => {
-      ws.send(connectFrame(run.config));
+      ws.send(connectFrame(run.config, run.protocolVersion));
     });
     ws.addEventListener("message", (event) => this.#onMessage(new Uint8Array(event.data as ArrayBuffer)));
     ws.addEventListener("close", (event) => this.#onClose(event));
@@ -291,13 +310,13 @@ function firstMessage(frame: Uint8Array): FirstMessage {
   throw new ProtocolError(`expected Connected or ConnectError, got ${message.case}`);
 }
 
-function connectFrame(config: AgentConfig): Uint8Array {
+function connectFrame(config: AgentConfig, protocolVersion: number): Uint8Array {
   const fields = {
     agentId: config.agentId,
     token: config.token,
     timestampMs: BigInt(Date.now()),
     nonce: newNonce(),
-    protocolVersion: PROTOCOL_VERSION,
+    protocolVersion,
   };
   return encodeEnvelope({
     case: "connect",

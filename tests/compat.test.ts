@@ -2,10 +2,15 @@
 // the lower version on that connection, so a version-1 agent never sees a batch or a merged window
 // update, however many streams share a turn.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { ServerWebSocket } from "bun";
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../shared/auth.ts";
 import { BATCH_MARKER } from "../shared/batch.ts";
-import { Gateway } from "./harness.ts";
+import { encodeRequest } from "../shared/codec.ts";
+import { ConnectError_Code } from "../shared/gen/tunnel_pb.ts";
+import { decodeEnvelope, encodeEnvelope } from "../shared/protocol.ts";
+import { Agent, eventually, Gateway } from "./harness.ts";
 import { RogueAgent } from "./rogue.ts";
+import { startEchoService } from "./services.ts";
 
 let gateway: Gateway;
 
@@ -70,4 +75,87 @@ describe(`an agent of protocol version ${MIN_PROTOCOL_VERSION}`, () => {
     expect(agent.messages.filter((m) => m[0] === BATCH_MARKER)).toHaveLength(0);
     agent.close();
   });
+});
+
+/**
+ * A gateway that speaks only protocol version 1, as one not upgraded yet: it refuses any other
+ * version the way such a gateway does, and sends one request to an agent it accepts.
+ */
+function startVersionOneGateway() {
+  const offered: number[] = [];
+  const answers: Uint8Array[] = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req, srv) {
+      return srv.upgrade(req) ? undefined : new Response("agents only", { status: 426 });
+    },
+    websocket: {
+      message(ws: ServerWebSocket<unknown>, raw) {
+        const bytes = new Uint8Array(raw as Buffer);
+        const message = bytes[0] === BATCH_MARKER ? null : decodeEnvelope(bytes);
+        if (message?.case !== "connect") return void answers.push(bytes);
+        const version = message.value.protocolVersion;
+        offered.push(version);
+        if (version !== 1) {
+          const text = `agent speaks protocol version ${version}, this gateway speaks version 1: upgrade the gateway`;
+          ws.send(
+            encodeEnvelope({
+              case: "connectError",
+              value: { code: ConnectError_Code.INCOMPATIBLE_VERSION, message: text },
+            }),
+          );
+          return ws.close(1008, "incompatible version");
+        }
+        const connected = {
+          sessionId: "v1",
+          url: "http://pi-old.tunnel.test/",
+          heartbeatIntervalMs: 15_000,
+          initialWindow: 256 * 1024,
+          maxFramePayload: 64 * 1024,
+        };
+        ws.send(
+          encodeEnvelope({ case: "control", value: { kind: { case: "connected", value: connected } } }),
+        );
+        for (const streamId of [1, 3, 5]) {
+          ws.send(
+            encodeRequest({
+              streamId,
+              requestId: `r${streamId}`,
+              method: "GET",
+              path: `/status/20${streamId}`,
+              headers: [{ name: "host", value: "pi-old.tunnel.test" }],
+              endStream: true,
+              window: 256 * 1024,
+            }),
+          );
+        }
+      },
+    },
+  });
+  return { server, offered, answers };
+}
+
+describe("this agent against a gateway of protocol version 1", () => {
+  test("is refused at its own version, dials again at version 1 and serves, one Envelope per message", async () => {
+    const echo = startEchoService();
+    const old = startVersionOneGateway();
+    const agent = new Agent(`ws://127.0.0.1:${old.server.port}`, { id: "pi-old", to: echo.port });
+    try {
+      await agent.ready();
+      expect(old.offered).toEqual([PROTOCOL_VERSION, MIN_PROTOCOL_VERSION]);
+      expect(agent.proc.output.text).toContain(`speaking protocol version ${MIN_PROTOCOL_VERSION}`);
+      await eventually(async () => {
+        const statuses = old.answers
+          .map((bytes) => decodeEnvelope(bytes))
+          .flatMap((m) => (m.case === "response" ? [m.value.status] : []));
+        expect(statuses.sort()).toEqual([201, 203, 205]);
+      });
+      expect(old.answers.filter((m) => m[0] === BATCH_MARKER)).toHaveLength(0);
+    } finally {
+      await agent.stop();
+      old.server.stop(true);
+      echo.stop(true);
+    }
+  }, 30_000);
 });
