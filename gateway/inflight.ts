@@ -76,6 +76,8 @@ export class GatewayStream {
   #sink: ReadableStreamDirectController | null = null;
   /** Set while the client's socket is full: a write is waiting for it to drain. */
   #sinkFull = false;
+  /** Why the body was cut, once it was. */
+  #cutBy: IngressError | null = null;
   #finished = false;
 
   constructor(carrier: StreamCarrier, init: StreamInit) {
@@ -181,6 +183,7 @@ export class GatewayStream {
   // Error the body now rather than at the next write: a client that stopped reading must not
   // keep the stream (and its buffered window) alive.
   #cutBody(error: IngressError): void {
+    this.#cutBy = error;
     this.#finish();
     this.#sink?.close(error);
   }
@@ -277,6 +280,8 @@ export class GatewayStream {
       type: "direct",
       pull: (sink) => {
         this.#sink = sink;
+        // Cut before Bun asked for the body: the client must see it broken, not wait on it.
+        if (this.#cutBy !== null) return sink.close(this.#cutBy);
         this.#writeToClient();
       },
       cancel: () => this.cancel(),

@@ -7,10 +7,10 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ServerWebSocket } from "bun";
-import { MAX_MESSAGE_BYTES } from "../shared/batch.ts";
+import { MAX_MESSAGE_BYTES, writeFrames } from "../shared/batch.ts";
 import type { TunnelRequest } from "../shared/gen/tunnel_pb.ts";
 import { ConnectError_Code as Code, TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
-import { decodeEnvelope, encodeEnvelope, MAX_ENVELOPE_BYTES } from "../shared/protocol.ts";
+import { decodeEnvelope, encodeClose, encodeEnvelope, MAX_ENVELOPE_BYTES } from "../shared/protocol.ts";
 import { Agent, DOMAIN, eventually, fromSource, Gateway, Proc } from "./harness.ts";
 import { connectFrame, openSocket, RogueAgent } from "./rogue.ts";
 import { startEchoService } from "./services.ts";
@@ -113,6 +113,35 @@ describe("an authenticated agent that breaks the protocol", () => {
     const next = await requestTo(rogue, "pi-rogue-3");
     rogue.answer(next.request.streamId, 200, "again");
     expect(await (await next.response).text()).toBe("again");
+    rogue.close();
+    await expectGatewayServing();
+  });
+
+  test("a stream cut in the same message as its head gives the client a broken body, not a wait", async () => {
+    const rogue = await RogueAgent.connect(gateway.wsUrl, "pi-rogue-3b");
+    // A fresh connection: on a reused one the client itself repeats a GET that was reset before
+    // any response byte, and the repeat would wait for an answer the rogue never sends.
+    const response = gateway.fetch("pi-rogue-3b", "/", { keepalive: false });
+    const request = await rogue.nextRequest();
+    const head = encodeEnvelope({
+      case: "response",
+      value: {
+        streamId: request.streamId,
+        status: 200,
+        body: new TextEncoder().encode("one"),
+        endStream: false,
+      },
+    });
+    const close = encodeClose(request.streamId, TunnelClose_Reason.LOCAL_ERROR, "service went away");
+    // One batch: the gateway handles both before Bun asks the response for its body.
+    writeFrames([head, close], true, (message) => {
+      rogue.sendRaw(message.slice());
+      return true;
+    });
+    // Nothing of the body had gone out: the connection may be reset before the head, or the body
+    // broken after it. Either is an answer; waiting on a body that will never come is not.
+    const outcome = await response.then(bodyOrBroken, () => "broken");
+    expect(outcome).toBe("broken");
     rogue.close();
     await expectGatewayServing();
   });
