@@ -2,6 +2,7 @@
 // encoded Envelope behind its length as a varint. An Envelope's first byte is a field tag, never
 // 0x00, so a receiver tells a batch from a lone Envelope by that byte alone.
 import { dataFrameSize, MAX_ENVELOPE_BYTES, ProtocolError, writeDataFrame } from "./protocol.ts";
+import { varintSize, writeVarint } from "./varint.ts";
 
 export const BATCH_MARKER = 0x00;
 
@@ -128,17 +129,4 @@ export function forEachFrame(message: Uint8Array, each: (frame: Uint8Array) => v
     each(message.subarray(at, at + length));
     at += length;
   }
-}
-
-function varintSize(n: number): number {
-  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 4;
-}
-
-function writeVarint(out: Uint8Array, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[at++] = n;
-  return at;
 }

@@ -14,6 +14,7 @@ import type {
   TunnelResponse,
   TunnelResponseSchema,
 } from "./gen/tunnel_pb.ts";
+import { varintSize, writeVarint } from "./varint.ts";
 
 export type RequestInit = MessageInitShape<typeof TunnelRequestSchema>;
 export type ResponseInit = MessageInitShape<typeof TunnelResponseSchema>;
@@ -153,12 +154,7 @@ class Writer {
   }
 
   #varint(value: number): void {
-    const out = this.#out;
-    while (value >= 0x80) {
-      out[this.#at++] = (value & 0x7f) | 0x80;
-      value = Math.floor(value / 128);
-    }
-    out[this.#at++] = value;
+    this.#at = writeVarint(this.#out, this.#at, value);
   }
 }
 
@@ -193,15 +189,6 @@ function stringSize(no: number, value: string | undefined): number {
 
 function tagSize(no: number): number {
   return no < 16 ? 1 : 2;
-}
-
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
 }
 
 /** Bytes TextEncoder writes for `value` (a lone surrogate becomes U+FFFD, three bytes). */

@@ -9,6 +9,7 @@ import {
   type Header,
   type TunnelClose_Reason,
 } from "./gen/tunnel_pb.ts";
+import { varintSize, writeVarint } from "./varint.ts";
 
 /** Body bytes carried by one TunnelData (or inline in a request/response head). */
 export const MAX_FRAME_PAYLOAD = 64 * 1024;
@@ -104,24 +105,6 @@ function dataInnerSize(streamId: number, payloadBytes: number, endStream: boolea
   const idSize = streamId === 0 ? 0 : 1 + varintSize(streamId);
   const payloadSize = payloadBytes === 0 ? 0 : 1 + varintSize(payloadBytes) + payloadBytes;
   return idSize + payloadSize + (endStream ? 2 : 0);
-}
-
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Uint8Array, at: number, value: number): number {
-  while (value >= 0x80) {
-    out[at++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[at++] = value;
-  return at;
 }
 
 export function encodeClose(streamId: number, reason: TunnelClose_Reason, message: string): Uint8Array {
