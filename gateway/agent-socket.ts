@@ -2,25 +2,25 @@
 // corked into one system call, and Bun's own backpressure (send() -1 until drain, 0 lost).
 import type { ServerWebSocket } from "bun";
 import type { MuxTransport } from "../shared/mux.ts";
+import { DrainGate } from "./drain-gate.ts";
 
 export class AgentSocket implements MuxTransport {
   readonly #ws: ServerWebSocket<unknown>;
-  #congested = false;
-  #waiters: (() => void)[] = [];
+  readonly #gate = new DrainGate();
 
   constructor(ws: ServerWebSocket<unknown>) {
     this.#ws = ws;
   }
 
   get congested(): boolean {
-    return this.#congested;
+    return this.#gate.full;
   }
 
   // send() returns -1 when Bun queued the message (wait for drain) and 0 when it dropped it for
   // good: a dropped frame would corrupt a stream, so the caller closes the connection.
   write(message: Uint8Array): boolean {
     const result = this.#ws.send(message);
-    if (result === -1) this.#congested = true;
+    this.#gate.sent(result);
     return result !== 0;
   }
 
@@ -29,16 +29,12 @@ export class AgentSocket implements MuxTransport {
   }
 
   onWritable(wake: () => void): void {
-    if (this.#congested) this.#waiters.push(wake);
-    else wake();
+    this.#gate.onDrain(wake);
   }
 
   /** Bun's drain event, or the socket closed: whoever waits may write again. */
   drained(): void {
-    this.#congested = false;
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const wake of waiters) wake();
+    this.#gate.drained();
   }
 
   close(code: number, reason: string): void {

@@ -16,6 +16,7 @@ import {
   TUNNEL_FAILURE_CODE,
   WebSocketRelay,
 } from "../shared/websocket-relay.ts";
+import { DrainGate } from "./drain-gate.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 import { CLOSE_STATUS } from "./inflight.ts";
 
@@ -104,8 +105,7 @@ export class WebSocketBridge implements LocalSocket {
   #handshakeTimer: Timer | undefined;
   #relay: WebSocketRelay | null = null;
   #ws: IngressSocket | null = null;
-  #congested = false;
-  #drainWaiters: (() => void)[] = [];
+  readonly #gate = new DrainGate();
   #finished = false;
 
   constructor(carrier: BridgeCarrier, streamId: number, requestId: string, handshakeTimeoutMs: number) {
@@ -198,10 +198,7 @@ export class WebSocketBridge implements LocalSocket {
   }
 
   drained(): void {
-    this.#congested = false;
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const wake of waiters) wake();
+    this.#gate.drained();
   }
 
   closedByClient(code: number, reason: string): void {
@@ -222,13 +219,13 @@ export class WebSocketBridge implements LocalSocket {
       this.#relay?.fail(TunnelClose_Reason.CANCELLED, "client send buffer overflow");
       return true;
     }
-    if (result === -1) this.#congested = true;
+    this.#gate.sent(result);
     return result !== -1;
   }
 
   whenWritable(): Promise<void> {
-    if (!this.#congested || this.#ws === null) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+    if (!this.#gate.full || this.#ws === null) return Promise.resolve();
+    return new Promise((resolve) => this.#gate.onDrain(resolve));
   }
 
   pause(): void {
