@@ -1,5 +1,6 @@
-// The agent's life: dial the gateway, authenticate, serve streams until the connection ends,
-// then back off and dial again. Only a refused credential ends it for good.
+// The agent's life: hold `--connections` connections to the gateways, each dialling,
+// authenticating, serving streams until it ends, then backing off and dialling again on its own.
+// Only a refused credential or an untrusted certificate ends it for good.
 import { startAdmin } from "../shared/admin.ts";
 import { MIN_PROTOCOL_VERSION, newNonce, PROTOCOL_VERSION, signConnect } from "../shared/auth.ts";
 import { ConnectError_Code as Code, type ConnectError, type Connected } from "../shared/gen/tunnel_pb.ts";
@@ -35,18 +36,16 @@ type Outcome =
 interface Run {
   config: AgentConfig;
   pool: LocalPool;
-  /** Aborted on SIGTERM or SIGINT. Listeners are removed with their connection, so none pile up. */
+  metrics: AgentMetrics;
+  /**
+   * Aborted on SIGTERM or SIGINT, or when one connection meets what retrying cannot fix.
+   * Listeners are removed with their connection, so none pile up.
+   */
   stop: AbortSignal;
   /** Ready connections, older ones finishing their streams after a GoAway included. */
   tunnels: Set<TunnelConnection>;
   /** One per socket not yet closed; resolves when it is. */
   sockets: Set<Promise<void>>;
-  /**
-   * The protocol version this agent offers: its own, or the oldest it speaks once a gateway
-   * refused its own as too new (a gateway not upgraded yet). Back to its own after a connection
-   * that served, so that an upgraded gateway is spoken to at its best at the next dial.
-   */
-  protocolVersion: number;
 }
 
 /** After the grace period, how long a socket may take to close before the agent exits anyway. */
@@ -67,79 +66,133 @@ export async function runAgent(config: AgentConfig): Promise<number> {
 }
 
 export function startAgent(config: AgentConfig): AgentHandle {
-  const pool = new LocalPool(config.to.host, config.to.port);
   const stopped = new AbortController();
+  const tunnels = new Set<TunnelConnection>();
   const run: Run = {
     config,
-    pool,
+    pool: new LocalPool(config.to.host, config.to.port),
+    metrics: new AgentMetrics(tunnels, () => stopped.signal.aborted),
     stop: stopped.signal,
-    tunnels: new Set(),
+    tunnels,
     sockets: new Set(),
-    protocolVersion: PROTOCOL_VERSION,
   };
-  const metrics = new AgentMetrics(run.tunnels, () => stopped.signal.aborted);
   const admin =
     config.admin === "off"
       ? null
       : startAdmin({
           address: config.admin,
-          healthy: () => !stopped.signal.aborted && run.tunnels.size > 0,
-          metrics: metrics.registry,
+          healthy: () => !stopped.signal.aborted && tunnels.size > 0,
+          metrics: run.metrics.registry,
         });
+  const loops = Array.from({ length: config.connections }, async (_, index) => {
+    const code = await new ConnectionLoop(run, index).run();
+    // A refused credential or an untrusted certificate is the same for every connection.
+    if (code !== 0) stopped.abort();
+    return code;
+  });
 
-  const loop = async (): Promise<number> => {
-    let failures = 0;
-    let gatewayIndex = 0;
-    while (!stopped.signal.aborted) {
-      const gateway = config.gateways[gatewayIndex % config.gateways.length] as string;
-      metrics.dials.inc();
-      const outcome = await new Dial(run, gateway).outcome;
-      if (outcome.kind === "stopped") break;
-      if (outcome.kind === "untrusted") {
-        log.error(`${gateway}: ${outcome.why}`);
-        pool.closeAll();
-        return 1;
-      }
-      if (outcome.kind === "refused") {
-        const { code, message } = outcome.error;
-        if (code === Code.INCOMPATIBLE_VERSION && run.protocolVersion > MIN_PROTOCOL_VERSION) {
-          log.warn(`${message}; speaking protocol version ${MIN_PROTOCOL_VERSION} to it instead`);
-          run.protocolVersion = MIN_PROTOCOL_VERSION;
-          continue;
-        }
-        if (PERMANENT.has(code)) {
-          log.error(`gateway refused this agent (${Code[code]}): ${message}`);
-          pool.closeAll();
-          return 1;
-        }
-        log.warn(`gateway refused the connection for now (${Code[code]}): ${message}`);
-      } else if (outcome.kind === "goaway") {
-        log.info("dialling again while the streams in flight finish on the old connection");
-      } else {
-        log.warn(`connection to ${gateway} lost: ${outcome.why}`);
-      }
-      const served = outcome.kind === "goaway" || (outcome.kind === "lost" && outcome.served);
-      failures = served ? 0 : failures + 1;
-      if (served) run.protocolVersion = PROTOCOL_VERSION;
-      gatewayIndex++;
-      const delay = backoffDelay(failures);
-      log.info(`reconnecting in ${(delay / 1000).toFixed(1)} s`);
-      await sleepUnlessStopped(delay, stopped.signal);
-    }
+  const finish = async (): Promise<number> => {
+    const codes = await Promise.all(loops);
     // Older connections may still be finishing their streams (each within its own grace period).
     const closing = Promise.all(run.sockets);
     await Promise.race([closing, Bun.sleep(config.shutdownGraceMs + CLOSE_TIMEOUT_MS)]);
-    pool.closeAll();
+    run.pool.closeAll();
     await admin?.stop(true);
-    return 0;
+    return Math.max(...codes);
   };
 
   return {
-    done: loop(),
+    done: finish(),
     stop() {
       stopped.abort();
     },
   };
+}
+
+/**
+ * One of the agent's `--connections`: dial, serve until the connection ends, back off, dial again.
+ * Each keeps its own failures and protocol version, and dials only its share of the gateways.
+ */
+class ConnectionLoop {
+  readonly #run: Run;
+  /** "connection 2/3: " before each line when the agent holds several, else nothing. */
+  readonly #prefix: string;
+  readonly #gateways: string[];
+  #attempt = 0;
+  #failures = 0;
+  /**
+   * The protocol version offered: the agent's own, or the oldest it speaks once a gateway
+   * refused its own as too new (a gateway not upgraded yet). Back to its own after a connection
+   * that served, so that an upgraded gateway is spoken to at its best at the next dial.
+   */
+  #protocolVersion = PROTOCOL_VERSION;
+
+  constructor(run: Run, index: number) {
+    const { connections, gateways } = run.config;
+    this.#run = run;
+    this.#gateways = gatewayShare(gateways, index, connections);
+    this.#prefix = connections > 1 ? `connection ${index + 1}/${connections}: ` : "";
+  }
+
+  /** Resolves with 0 once the agent stops, or 1 when dialling again cannot help. */
+  async run(): Promise<number> {
+    const { stop, metrics } = this.#run;
+    while (!stop.aborted) {
+      const gateway = this.#gateways[this.#attempt % this.#gateways.length] as string;
+      metrics.dials.inc();
+      const outcome = await new Dial(this.#run, gateway, this.#protocolVersion, this.#prefix).outcome;
+      if (outcome.kind === "stopped") break;
+      const next = this.#judge(gateway, outcome);
+      if (next === "exit") return 1;
+      if (next === "again") continue;
+      this.#attempt++;
+      const delay = backoffDelay(this.#failures);
+      log.info(`${this.#prefix}reconnecting in ${(delay / 1000).toFixed(1)} s`);
+      await sleepUnlessStopped(delay, stop);
+    }
+    return 0;
+  }
+
+  /** Logs how a connection ended and says what follows: exit, dial again at once, or back off. */
+  #judge(gateway: string, outcome: Exclude<Outcome, { kind: "stopped" }>): "exit" | "again" | "backoff" {
+    const prefix = this.#prefix;
+    if (outcome.kind === "untrusted") {
+      log.error(`${prefix}${gateway}: ${outcome.why}`);
+      return "exit";
+    }
+    if (outcome.kind === "refused") {
+      const { code, message } = outcome.error;
+      if (code === Code.INCOMPATIBLE_VERSION && this.#protocolVersion > MIN_PROTOCOL_VERSION) {
+        log.warn(`${prefix}${message}; speaking protocol version ${MIN_PROTOCOL_VERSION} to it instead`);
+        this.#protocolVersion = MIN_PROTOCOL_VERSION;
+        return "again";
+      }
+      if (PERMANENT.has(code)) {
+        log.error(`${prefix}gateway refused this agent (${Code[code]}): ${message}`);
+        return "exit";
+      }
+      log.warn(`${prefix}gateway refused the connection for now (${Code[code]}): ${message}`);
+    } else if (outcome.kind === "goaway") {
+      log.info(`${prefix}dialling again while the streams in flight finish on the old connection`);
+    } else {
+      log.warn(`${prefix}connection to ${gateway} lost: ${outcome.why}`);
+    }
+    const served = outcome.kind === "goaway" || (outcome.kind === "lost" && outcome.served);
+    this.#failures = served ? 0 : this.#failures + 1;
+    if (served) this.#protocolVersion = PROTOCOL_VERSION;
+    return "backoff";
+  }
+}
+
+/**
+ * The gateways connection `index` of `connections` fails over among: every `connections`-th one
+ * from its own index (all of them for a single connection), or only the one at its index when
+ * there are no more gateways than connections. A connection that moved to another's gateway while
+ * its own was down would stay there, and its own would have none once back.
+ */
+export function gatewayShare(gateways: string[], index: number, connections: number): string[] {
+  const share = gateways.filter((_, i) => i % connections === index);
+  return share.length > 0 ? share : [gateways[index % gateways.length] as string];
 }
 
 /** Where one connection stands. Only a dialing one becomes ready, refused or untrusted. */
@@ -158,6 +211,8 @@ class Dial {
   readonly #settle: (outcome: Outcome) => void;
   readonly #run: Run;
   readonly #gateway: string;
+  /** Names the connection in log lines when the agent holds several. */
+  readonly #prefix: string;
   readonly #socketClosed = Promise.withResolvers<void>();
   readonly #ws: WebSocket;
   readonly #timer: Timer;
@@ -165,14 +220,15 @@ class Dial {
   // One function, so that the listener removed at close is the one added.
   readonly #onStop = () => this.#stop();
 
-  constructor(run: Run, gateway: string) {
+  constructor(run: Run, gateway: string, protocolVersion: number, prefix: string) {
     const outcome = Promise.withResolvers<Outcome>();
     this.outcome = outcome.promise;
     this.#settle = outcome.resolve;
     this.#run = run;
     this.#gateway = gateway;
+    this.#prefix = prefix;
     run.sockets.add(this.#socketClosed.promise);
-    log.info(`connecting to ${gateway} as '${run.config.agentId}'`);
+    log.info(`${prefix}connecting to ${gateway} as '${run.config.agentId}'`);
     const ws = new WebSocket(gateway, {
       perMessageDeflate: false,
       ...(run.config.ca ? { tls: { ca: run.config.ca } } : {}),
@@ -182,7 +238,7 @@ class Dial {
     this.#timer = setTimeout(() => this.#giveUp(), CONNECT_TIMEOUT_MS);
     run.stop.addEventListener("abort", this.#onStop, { once: true });
     ws.addEventListener("open", () => {
-      ws.send(connectFrame(run.config, run.protocolVersion));
+      ws.send(connectFrame(run.config, protocolVersion));
     });
     ws.addEventListener("message", (event) => this.#onMessage(new Uint8Array(event.data as ArrayBuffer)));
     ws.addEventListener("close", (event) => this.#onClose(event));
@@ -190,14 +246,14 @@ class Dial {
   }
 
   #giveUp(): void {
-    log.warn(`no answer from ${this.#gateway} within ${CONNECT_TIMEOUT_MS / 1000} s`);
+    log.warn(`${this.#prefix}no answer from ${this.#gateway} within ${CONNECT_TIMEOUT_MS / 1000} s`);
     this.#ws.terminate();
   }
 
   async #stop(): Promise<void> {
     if (this.#phase.kind === "ready") {
       const { tunnel } = this.#phase;
-      await finishStreams(tunnel, this.#run.config.shutdownGraceMs);
+      await finishStreams(tunnel, this.#run.config.shutdownGraceMs, this.#prefix);
       // Through the connection, so that the last frames of this turn leave before the close.
       tunnel.close(1000, "agent stopping");
     } else {
@@ -213,7 +269,7 @@ class Dial {
       first = firstMessage(frame);
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
-      log.error(`protocol error from the gateway: ${error.message}`);
+      log.error(`${this.#prefix}protocol error from the gateway: ${error.message}`);
       return this.#ws.close(1002, "protocol error");
     }
     if (first.kind === "refused") this.#phase = first;
@@ -224,7 +280,7 @@ class Dial {
     const { config, pool, tunnels } = this.#run;
     clearTimeout(this.#timer);
     // Gateways before version 2 leave the field out: they read and send one frame per message.
-    const tunnel = new TunnelConnection(this.#ws, pool, connected.protocolVersion || 1);
+    const tunnel = new TunnelConnection(this.#ws, pool, connected.protocolVersion || 1, this.#prefix);
     this.#phase = { kind: "ready", tunnel };
     tunnels.add(tunnel);
     tunnel.onGoAway = () => {
@@ -232,7 +288,7 @@ class Dial {
       void tunnel.whenIdle().then(() => tunnel.close(1000, "finished after the gateway's GoAway"));
     };
     tunnel.startHeartbeat(connected.heartbeatIntervalMs);
-    log.success(`tunnel ready: ${connected.url} → http://${config.to.host}:${config.to.port}`);
+    log.success(`${this.#prefix}tunnel ready: ${connected.url} → http://${config.to.host}:${config.to.port}`);
   }
 
   #onClose(event: CloseEvent): void {
@@ -288,14 +344,14 @@ function certificateProblem(event: Event): string | null {
 }
 
 /** Stopping: refuse new streams and give those in flight up to `graceMs` to finish. */
-async function finishStreams(tunnel: TunnelConnection, graceMs: number): Promise<void> {
+async function finishStreams(tunnel: TunnelConnection, graceMs: number, prefix: string): Promise<void> {
   tunnel.drain();
   const busy = tunnel.httpStreams;
   if (busy === 0) return;
-  log.info(`finishing ${busy} stream(s) in flight, up to ${graceMs / 1000} s`);
+  log.info(`${prefix}finishing ${busy} stream(s) in flight, up to ${graceMs / 1000} s`);
   const idle = tunnel.whenIdle().then(() => true);
   if (!(await Promise.race([idle, Bun.sleep(graceMs).then(() => false)]))) {
-    log.warn(`grace period over: cutting ${tunnel.httpStreams} stream(s) still in flight`);
+    log.warn(`${prefix}grace period over: cutting ${tunnel.httpStreams} stream(s) still in flight`);
   }
 }
 

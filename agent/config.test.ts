@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { flagValues } from "../shared/cli.ts";
 import { UsageError } from "../shared/errors.ts";
 import { loadAgentConfig } from "./config.ts";
 
@@ -37,6 +38,7 @@ describe("agent config", () => {
   test("reads flags and fills in defaults", () => {
     expect(load({})).toEqual({
       gateways: ["ws://gw.example.com:8080"],
+      connections: 1,
       token: "tok-kitchen",
       secret: SECRET,
       agentId: "pi-kitchen",
@@ -141,6 +143,15 @@ describe("agent --gateway", () => {
     ]);
   });
 
+  test("a repeated --gateway is the same as a comma-separated list", () => {
+    const rawArgs = ["--gateway", "ws://a.example.com", "--gateway=wss://b.example.com:9000"];
+    const flags = flagValues({}, { gateway: { type: "string" } }, rawArgs, new Set(["gateway"]));
+    expect(loadAgentConfig({ ...BASE, ...flags }, ENV).gateways).toEqual([
+      "ws://a.example.com:8080",
+      "wss://b.example.com:9000",
+    ]);
+  });
+
   test("rejects another scheme, a path or a repeated gateway", () => {
     expect(usageError(() => load({ gateway: "http://gw.example.com" }))).toBe(
       "--gateway: the scheme must be ws:// or wss://, got 'http://gw.example.com'",
@@ -151,6 +162,27 @@ describe("agent --gateway", () => {
     expect(usageError(() => load({ gateway: "gw.example.com:8080" }))).toStartWith("--gateway:");
     expect(usageError(() => load({ gateway: "ws://a:1,ws://a:1" }))).toBe(
       "--gateway: ws://a:1 is given twice",
+    );
+  });
+});
+
+describe("agent --connections", () => {
+  test("holds one connection unless told otherwise", () => {
+    expect(load({}).connections).toBe(1);
+    expect(load({ connections: "3" }).connections).toBe(3);
+    expect(load({}, { ...ENV, INDRANET_CONNECTIONS: "16" }).connections).toBe(16);
+    expect(load({ connections: "2" }, { ...ENV, INDRANET_CONNECTIONS: "4" }).connections).toBe(2);
+  });
+
+  test.each(["0", "17", "-1", "1.5", "x", "0x2", " 2"])("rejects %p naming the flag", (connections) => {
+    expect(usageError(() => load({ connections }))).toBe(
+      `--connections: expected a whole number from 1 to 16, got '${connections}'`,
+    );
+  });
+
+  test("names the variable when the value came from it", () => {
+    expect(usageError(() => load({}, { ...ENV, INDRANET_CONNECTIONS: "99" }))).toBe(
+      "INDRANET_CONNECTIONS: expected a whole number from 1 to 16, got '99'",
     );
   });
 });

@@ -21,6 +21,8 @@ import type { LogFormat } from "../shared/log.ts";
 export interface AgentConfig {
   /** Normalised `ws[s]://host:port` URLs, each with an explicit port. */
   gateways: string[];
+  /** Connections held at once, spread over `gateways` (or all to one address, e.g. a balancer). */
+  connections: number;
   token: string;
   secret: string;
   agentId: string;
@@ -44,6 +46,9 @@ const TO_EXPECTED = "PORT, HOST:PORT or http://HOST:PORT";
 const servicePort = integerKind("a port from 1 to 65535", 1, 65535);
 const graceSeconds = integerKind("a whole number of seconds from 0 to 3600", 0, 3600);
 const DEFAULT_GRACE_SECONDS = 10;
+// Each connection holds a socket, a heartbeat and up to 64 MiB of grown stream windows on both
+// ends, and a gateway admits at most 8 sessions per agent id: 16 is two gateways at that limit.
+const connectionCount = integerKind("a whole number from 1 to 16", 1, 16);
 
 export function loadAgentConfig(flags: Flags, env: Env): AgentConfig {
   const warnings: string[] = [];
@@ -53,8 +58,10 @@ export function loadAgentConfig(flags: Flags, env: Env): AgentConfig {
   const logFormat = pick(flags, env, "log-format", "INDRANET_LOG_FORMAT");
   const grace = pick(flags, env, "shutdown-grace", "INDRANET_SHUTDOWN_GRACE");
   const admin = pick(flags, env, "admin", "INDRANET_ADMIN");
+  const connections = pick(flags, env, "connections", "INDRANET_CONNECTIONS");
   return {
     gateways: parseGateways(required(flags, env, "gateway", "INDRANET_GATEWAY")),
+    connections: connections ? parseSetting(connectionCount, connections) : 1,
     token: required(flags, env, "token", "INDRANET_TOKEN").text,
     secret: loadSecret(flags, env, warnings),
     agentId: parseAgentId(required(flags, env, "id", "INDRANET_AGENT_ID")),
@@ -75,7 +82,10 @@ function required(flags: Flags, env: Env, flag: string, envName: string): Settin
   return setting;
 }
 
-/** Comma-separated `ws://` or `wss://` URLs; each becomes one connection to one gateway. */
+/**
+ * Comma-separated `ws://` or `wss://` URLs (a repeated `--gateway` arrives joined by commas).
+ * Connection i starts at the i-th and fails over to the next.
+ */
 export function parseGateways(setting: Setting): string[] {
   const urls = setting.text.split(",").map((part) => parseGateway(setting.name, part.trim()));
   const twice = urls.find((url, i) => urls.indexOf(url) !== i);

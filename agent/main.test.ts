@@ -24,6 +24,15 @@ describe("agent-tunnel command line", () => {
     expect(stderr).toContain("error: --token is required (or set INDRANET_TOKEN)");
   });
 
+  test("takes --gateway more than once but no other flag", () => {
+    const gateways = run("connect", "--gateway", "ws://127.0.0.1:1", "--gateway", "ws://127.0.0.1:2");
+    expect(gateways.code).toBe(2);
+    expect(gateways.stderr).toContain("error: --token is required");
+    const { code, stderr } = run("connect", "--to", "3000", "--to", "4000");
+    expect(code).toBe(2);
+    expect(stderr).toContain("error: --to is given more than once");
+  });
+
   test("exits 2 when a flag has no value", () => {
     const { code, stderr } = run("connect", "--to");
     expect(code).toBe(2);

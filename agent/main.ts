@@ -4,6 +4,7 @@ import { type ArgsDef, defineCommand } from "citty";
 import {
   exitOnStartupError,
   flagValues,
+  type ListFlags,
   loggingArgs,
   rejectUnknownFlags,
   runBinary,
@@ -18,7 +19,13 @@ const connectArgs = {
     type: "string",
     valueHint: "url",
     description:
-      "ws://HOST:PORT or wss://…, several comma-separated (INDRANET_GATEWAY; port 8080 if omitted)",
+      "ws://HOST:PORT or wss://…; repeat it or separate several with commas (INDRANET_GATEWAY; port 8080 if omitted)",
+  },
+  connections: {
+    type: "string",
+    valueHint: "n",
+    description:
+      "connections held at once, 1 to 16; connection i dials the i-th gateway (INDRANET_CONNECTIONS; default 1)",
   },
   token: { type: "string", valueHint: "token", description: "public credential id (INDRANET_TOKEN)" },
   secret: {
@@ -59,14 +66,16 @@ const connectArgs = {
   ...loggingArgs,
 } satisfies ArgsDef;
 
+const connectLists: ListFlags<typeof connectArgs> = new Set(["gateway"]);
+
 const connect = defineCommand({
   meta: { name: "connect", description: "Connect to a gateway and serve a local HTTP service through it" },
   args: connectArgs,
   async run({ args, rawArgs }) {
     let code: number;
     try {
-      rejectUnknownFlags(rawArgs, connectArgs);
-      const config = loadAgentConfig(flagValues(args, connectArgs), process.env);
+      rejectUnknownFlags(rawArgs, connectArgs, connectLists);
+      const config = loadAgentConfig(flagValues(args, connectArgs, rawArgs, connectLists), process.env);
       configureLogging(config.logLevel, config.logFormat);
       for (const warning of config.warnings) log.warn(warning);
       // Loaded here so that --help, --version and usage errors never depend on the client's code.

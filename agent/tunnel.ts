@@ -20,6 +20,8 @@ export class TunnelConnection extends Multiplexer<AgentStream> implements Exchan
   httpStreams = 0;
   readonly #socket: GatewaySocket;
   readonly #pool: LocalPool;
+  /** Names this connection in log lines when the agent holds several ("connection 2/3: "). */
+  readonly #prefix: string;
   #heartbeat: Timer | undefined;
   #goingAway = false;
   #draining = false;
@@ -27,15 +29,16 @@ export class TunnelConnection extends Multiplexer<AgentStream> implements Exchan
   /** Called once when the gateway announces it is going away (GoAway). */
   onGoAway: (() => void) | undefined;
 
-  constructor(ws: WebSocket, pool: LocalPool, version: number) {
+  constructor(ws: WebSocket, pool: LocalPool, version: number, prefix = "") {
     const socket = new GatewaySocket(ws);
     super(socket, version);
     this.#socket = socket;
     this.#pool = pool;
+    this.#prefix = prefix;
   }
 
   protected get logName(): string {
-    return "gateway connection";
+    return `${this.#prefix}gateway connection`;
   }
 
   get goingAway(): boolean {
@@ -48,7 +51,7 @@ export class TunnelConnection extends Multiplexer<AgentStream> implements Exchan
     this.#heartbeat = setInterval(() => {
       const silence = Date.now() - this.lastSeen;
       if (silence > intervalMs * MISSED_HEARTBEATS) {
-        log.warn(`gateway silent for ${Math.round(silence / 1000)} s, reconnecting`);
+        log.warn(`${this.#prefix}gateway silent for ${Math.round(silence / 1000)} s, reconnecting`);
         this.#socket.terminate();
         return;
       }
@@ -97,7 +100,7 @@ export class TunnelConnection extends Multiplexer<AgentStream> implements Exchan
 
   protected override onControl(control: ControlMessage): boolean {
     if (control.kind.case !== "goAway") return false;
-    log.info(`gateway is going away: ${control.kind.value.message}`);
+    log.info(`${this.#prefix}gateway is going away: ${control.kind.value.message}`);
     this.#goingAway = true;
     this.onGoAway?.();
     return true;

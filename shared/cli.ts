@@ -5,9 +5,21 @@ import type { Flags } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { VERSION } from "./version.ts";
 
-/** Rejects anything `argsDef` does not declare, a flag without its value and a repeated flag. */
-export function rejectUnknownFlags(rawArgs: string[], argsDef: ArgsDef): void {
-  const seen = new Set<string>();
+/**
+ * Flags a command takes more than once, each time adding to one comma-separated list
+ * (`--gateway a --gateway b` is `--gateway a,b`). Declared beside the command's `ArgsDef`.
+ */
+export type ListFlags<A extends ArgsDef> = ReadonlySet<keyof A & string>;
+
+/** One flag as written: `--name value`, `--name=value` or a boolean `--name` / `--no-name`. */
+interface WrittenFlag {
+  /** The flag's declared name: `--no-tls` is `tls`. */
+  key: string;
+  value: string | undefined;
+}
+
+/** The flags in `rawArgs`; anything `argsDef` does not declare, or a flag without its value, throws. */
+function* writtenFlags(rawArgs: string[], argsDef: ArgsDef): Generator<WrittenFlag> {
   for (let i = 0; i < rawArgs.length; i++) {
     const arg = rawArgs[i] as string;
     if (!arg.startsWith("--") || arg === "--") throw new UsageError(`unexpected argument '${arg}'`);
@@ -18,14 +30,29 @@ export function rejectUnknownFlags(rawArgs: string[], argsDef: ArgsDef): void {
       throw new UsageError(`unknown flag --${name} (--help lists the flags)`);
     }
     const key = name.replace(/^no-/, "");
-    if (seen.has(key)) throw new UsageError(`--${key} is given more than once`);
-    seen.add(key);
     if (def.type === "boolean") {
       if (eq !== -1) throw new UsageError(`--${name} takes no value`);
+      yield { key, value: undefined };
     } else if (eq === -1) {
       if (i + 1 >= rawArgs.length) throw new UsageError(`--${name} needs a value`);
       i++;
+      yield { key, value: rawArgs[i] };
+    } else {
+      yield { key, value: arg.slice(eq + 1) };
     }
+  }
+}
+
+/** Rejects anything `argsDef` does not declare, a flag without its value and a repeated flag. */
+export function rejectUnknownFlags<A extends ArgsDef>(
+  rawArgs: string[],
+  argsDef: A,
+  lists: ListFlags<A> = new Set(),
+): void {
+  const seen = new Set<string>();
+  for (const { key } of writtenFlags(rawArgs, argsDef)) {
+    if (seen.has(key) && !lists.has(key)) throw new UsageError(`--${key} is given more than once`);
+    seen.add(key);
   }
 }
 
@@ -34,12 +61,24 @@ function negatedBoolean(name: string, argsDef: ArgsDef) {
   return def?.type === "boolean" ? def : undefined;
 }
 
-/** The declared flags' values, keyed by their names as typed (`http-port`). */
-export function flagValues(args: Record<string, unknown>, argsDef: ArgsDef): Flags {
+/**
+ * The declared flags' values, keyed by their names as typed (`http-port`). citty keeps only the
+ * last value of a repeated flag, so a list flag's values are read from `rawArgs` instead.
+ */
+export function flagValues<A extends ArgsDef>(
+  args: Record<string, unknown>,
+  argsDef: A,
+  rawArgs: string[] = [],
+  lists: ListFlags<A> = new Set(),
+): Flags {
   const flags: Flags = {};
   for (const name of Object.keys(argsDef)) {
     const value = args[name];
     if (typeof value === "string" || typeof value === "boolean") flags[name] = value;
+  }
+  for (const name of lists) {
+    const values = [...writtenFlags(rawArgs, argsDef)].filter((f) => f.key === name).map((f) => f.value);
+    if (values.length > 0) flags[name] = values.join(",");
   }
   return flags;
 }
