@@ -16,6 +16,10 @@ export interface Exchange {
   /** Response-body bytes delivered to the client. */
   bytes: number;
   durationMs: number;
+  /** The gateway that forwarded this request here, in a cluster. */
+  via?: string;
+  /** The gateway this request was forwarded to, in a cluster. */
+  to?: string;
 }
 
 /**
@@ -26,7 +30,8 @@ export interface Exchange {
 export function logExchange(e: Exchange): void {
   if (log.level < LOG_LEVELS.info) return;
   const ms = Math.round(e.durationMs * 10) / 10;
-  const text = `${e.requestId || "-"} ${e.agentId || "-"} ${e.method} ${e.path} ${e.status} ${e.bytes}B ${ms}ms`;
+  const hop = e.via ? ` via=${e.via}` : e.to ? ` to=${e.to}` : "";
+  const text = `${e.requestId || "-"} ${e.agentId || "-"} ${e.method} ${e.path} ${e.status} ${e.bytes}B ${ms}ms${hop}`;
   if (!isJsonLogging()) return queue(textLines, text);
   const line = {
     time: new Date().toISOString(),
@@ -39,6 +44,8 @@ export function logExchange(e: Exchange): void {
     status: e.status,
     bytes: e.bytes,
     duration_ms: ms,
+    ...(e.via ? { via: e.via } : {}),
+    ...(e.to ? { to: e.to } : {}),
   };
   queue(jsonLines, JSON.stringify(line));
 }

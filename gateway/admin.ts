@@ -1,6 +1,7 @@
 // The connected agents as the admin API lists them (`GET /api/agents`), and the table
 // `gateway-tunnel agents` prints from that list.
 import { adminUrl } from "../shared/admin.ts";
+import type { ClusterDirectory } from "./cluster/directory.ts";
 import type { SessionRegistry } from "./sessions.ts";
 
 /** One session of one agent; an id connected twice (a reconnect in progress) has two entries. */
@@ -14,10 +15,13 @@ export interface AgentEntry {
   streams: number;
   bytes_in: number;
   bytes_out: number;
+  /** In a cluster: the id of the gateway holding this session (this one). */
+  gateway?: string;
 }
 
-export function agentList(registry: SessionRegistry): AgentEntry[] {
+export function agentList(registry: SessionRegistry, gatewayId?: string): AgentEntry[] {
   return registry.all().map((s) => ({
+    ...(gatewayId ? { gateway: gatewayId } : {}),
     id: s.info.agentId,
     session: s.id,
     remote_address: s.info.remoteAddress,
@@ -28,6 +32,19 @@ export function agentList(registry: SessionRegistry): AgentEntry[] {
     bytes_in: s.bytesIn,
     bytes_out: s.bytesOut,
   }));
+}
+
+/** `GET /api/cluster`: this gateway, its peers, and which gateways hold each agent. */
+export async function clusterView(directory: ClusterDirectory | undefined): Promise<unknown> {
+  if (!directory) return { clustered: false };
+  const available = directory.available;
+  return {
+    clustered: true,
+    gateway: directory.gatewayId,
+    redis: available ? "up" : "down",
+    gateways: available ? await directory.gateways() : [],
+    agents: available ? await directory.agents().catch(() => ({})) : {},
+  };
 }
 
 /** A fetch to a gateway that is not there must not hang the command. */

@@ -83,6 +83,8 @@ export class AgentListener {
       ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
       hostname: options.hostname,
       port: options.port,
+      // A new gateway process starts on the same port while the old one drains (a restart).
+      reusePort: true,
       idleTimeout: HANDSHAKE_IDLE_TIMEOUT_S,
       fetch(req, server) {
         if (new URL(req.url).pathname !== "/") return new Response("not found\n", { status: 404 });

@@ -22,6 +22,7 @@ import {
 import { UsageError } from "../shared/errors.ts";
 import type { LogFormat } from "../shared/log.ts";
 import type { TokenEntry } from "./authenticate.ts";
+import { type ClusterConfig, type ClusterFileTable, resolveCluster } from "./cluster/config.ts";
 import { readTlsPair, type TlsFiles, type TlsPair } from "./tls.ts";
 
 export type { TokenEntry };
@@ -42,11 +43,15 @@ export interface GatewayConfig {
   maxRequestBodyBytes: number;
   /** On SIGTERM, in-flight requests get this long to finish before the gateway exits. */
   shutdownGraceMs: number;
+  /** A request for an agent seen this recently waits this long for it to come back; 0 never. */
+  holdMs: number;
   /** The /healthz, /metrics and /api/agents listener, or "off". */
   admin: AdminAddress | "off";
   tokens: TokenEntry[];
   /** Set when both ports serve TLS (`https://`, `wss://`). */
   tls?: TlsFiles & TlsPair;
+  /** Set when this gateway is one of several sharing a Redis directory. */
+  cluster?: ClusterConfig;
   /** Front proxies whose X-Forwarded-* headers are kept (XFF is appended to); canonical addresses. */
   trustedProxies: string[];
   dev: boolean;
@@ -103,11 +108,19 @@ const address = textKind("a listen address such as 0.0.0.0 or ::", (text) =>
 
 type Scalars = Omit<
   GatewayConfig,
-  "tokens" | "tls" | "trustedProxies" | "dev" | "configPath" | "warnings" | "devCredentials"
+  "tokens" | "tls" | "cluster" | "trustedProxies" | "dev" | "configPath" | "warnings" | "devCredentials"
 >;
 
-/** What the file holds besides scalars and tokens: TLS paths, resolved next to the file. */
-type FileConfig = Partial<GatewayConfig> & { tlsCert?: string; tlsKey?: string };
+/**
+ * What the file holds besides scalars and tokens: TLS paths, resolved next to the file, and the
+ * [cluster] table, read with its flags and variables.
+ */
+type FileConfig = Omit<Partial<GatewayConfig>, "cluster"> & {
+  tlsCert?: string;
+  tlsKey?: string;
+  cluster?: ClusterFileTable;
+  mode?: number;
+};
 
 interface Field<T> {
   flag: string;
@@ -186,6 +199,7 @@ const FIELDS: { [K in keyof Scalars]: Field<Scalars[K]> } = {
     kind: adminAddressKind,
     fallback: DEFAULT_ADMIN,
   },
+  holdMs: { flag: "hold", env: "INDRANET_HOLD", key: "hold", kind: secondsOrNever, fallback: 5_000 },
 };
 
 const FIELD_ENTRIES = Object.entries(FIELDS) as [keyof Scalars, Field<unknown>][];
@@ -195,6 +209,7 @@ const FILE_KEYS = [
   "tls_key",
   "trusted_proxies",
   "tokens",
+  "cluster",
 ];
 const TOKEN_KEYS = ["token", "secret", "secret_file", "agents"];
 
@@ -206,15 +221,23 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
   const file = configFile ? parseConfigFile(configFile.text) : {};
   const warnings = [...(file.warnings ?? [])];
   const tls = resolveTls(flags, env, file, configFile?.text ?? "", warnings);
+  const fileInfo = { path: configFile?.text ?? "", mode: file.mode ?? 0o600 };
+  const cluster = resolveCluster(flags, env, file.cluster, fileInfo, warnings);
   const config: GatewayConfig = {
     ...resolveScalars(flags, env, file),
     ...(tls ? { tls } : {}),
+    ...(cluster ? { cluster } : {}),
     trustedProxies: resolveTrustedProxies(flags, env, file),
     tokens: file.tokens ?? [],
     dev: flags.dev === true,
     warnings,
     ...(configFile ? { configPath: configFile.text } : {}),
   };
+  if (cluster && !cluster.advertise && (config.bind === "0.0.0.0" || config.bind === "::")) {
+    throw new UsageError(
+      `--cluster-advertise is needed when --bind is ${config.bind}: other gateways must know which address reaches this one`,
+    );
+  }
   if (config.tokens.length > 0) return config;
   if (!config.dev)
     throw new UsageError("no tokens configured: pass --config FILE with [[tokens]] or use --dev");
@@ -271,7 +294,7 @@ export function canonicalAddress(address: string): string {
   return address.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
 }
 
-function resolveScalars(flags: Flags, env: Env, file: Partial<GatewayConfig>): Scalars {
+function resolveScalars(flags: Flags, env: Env, file: FileConfig): Scalars {
   const values: Record<string, unknown> = {};
   for (const [prop, field] of FIELD_ENTRIES) {
     const setting = pick(flags, env, field.flag, field.env);
@@ -292,8 +315,13 @@ function devToken(): TokenEntry {
 /** Reads and checks the TOML file; every error names the file and the key. */
 export function parseConfigFile(path: string): FileConfig {
   const { table, mode } = readToml(path);
-  const config: Record<string, unknown> = {};
+  const config: Record<string, unknown> = { mode };
   for (const [key, value] of Object.entries(table)) {
+    if (key === "cluster") {
+      if (!isTable(value)) throw new UsageError(`${path}: cluster must be a table, written [cluster]`);
+      config.cluster = value;
+      continue;
+    }
     if (key === "tokens") {
       Object.assign(config, readTokens(path, value, mode));
       continue;

@@ -5,6 +5,13 @@
 const ANSWERS = {
   unknown_host: [404, "no tunnel is configured for this host"],
   agent_not_connected: [404, "no agent is connected for this host"],
+  agent_gone: [502, "the agent disconnected and did not reconnect in time"],
+  cluster_unavailable: [
+    502,
+    "the agent is not connected to this gateway and the cluster directory is unavailable",
+  ],
+  peer_error: [502, "the gateway holding the agent's connection failed"],
+  too_many_held: [503, "too many requests are waiting for agents to reconnect; retry shortly"],
   bad_request: [400, "the request was refused by the agent as malformed"],
   client_error: [400, "the request body could not be read"],
   client_closed: [499, "the client closed the connection before the response"],

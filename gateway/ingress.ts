@@ -6,13 +6,18 @@ import { endToEndHeaders } from "../shared/headers.ts";
 import { log } from "../shared/log.ts";
 import { INITIAL_WINDOW, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
 import type { Exchange } from "./access-log.ts";
+import type { Hop } from "./cluster/forward.ts";
+import { ABSENT_HEADER, HOP_HEADER, verifyHop } from "./cluster/hop.ts";
 import { canonicalAddress } from "./config.ts";
 import { type IngressError, ingressError } from "./errors.ts";
+import { bodyToForward, forwardThroughPeer, TRY_ANOTHER } from "./ingress-peer.ts";
+import type { Locator } from "./locate.ts";
+import type { AgentSession } from "./session.ts";
 import type { SessionRegistry } from "./sessions.ts";
 import type { TlsPair } from "./tls.ts";
 import {
+  type IngressSocketData,
   upgradeThroughTunnel,
-  type WebSocketBridge,
   wantsWebSocket,
   websocketHandler,
 } from "./websocket-bridge.ts";
@@ -30,6 +35,14 @@ export interface IngressOptions {
   maxStreamsPerAgent: number;
   maxRequestBodyBytes: number;
   registry: SessionRegistry;
+  /** Finds a peer or holds the request when no local session serves the agent. */
+  locator: Locator;
+  /** Set in a cluster: signs requests forwarded to peers and checks those forwarded here. */
+  hop: Hop | undefined;
+  /** A peer that could not be reached at all, so the directory skips it for a while. */
+  peerUnreachable: (peerId: string) => void;
+  /** A peer no longer holds the agent the directory said it did: look again, not in the cache. */
+  peerStale: (agentId: string) => void;
   /** Maps a Host header to an agent id, or null when the host is not ours. */
   route: (host: string | null) => string | null;
   accepting: () => boolean;
@@ -45,11 +58,21 @@ const FORWARDING_HEADERS = new Set([
   "x-request-id",
 ]);
 
-export function startIngress(options: IngressOptions): Server<WebSocketBridge> {
-  const server: Server<WebSocketBridge> = Bun.serve({
+/** A request whose agent moved between gateways follows it this many times at most. */
+const MAX_PEER_ATTEMPTS = 3;
+
+/** Between gateways only: never passed on to an agent. */
+const CLUSTER_HEADERS = new Set([HOP_HEADER, ABSENT_HEADER]);
+
+export type IngressServer = Server<IngressSocketData>;
+
+export function startIngress(options: IngressOptions): IngressServer {
+  const server: IngressServer = Bun.serve({
     ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
     hostname: options.hostname,
     port: options.port,
+    // A new gateway process starts on the same port while the old one drains (a restart).
+    reusePort: true,
     maxRequestBodySize: options.maxRequestBodyBytes,
     fetch: (req, srv) => forward(req, srv, options),
     websocket: websocketHandler,
@@ -63,33 +86,98 @@ export function startIngress(options: IngressOptions): Server<WebSocketBridge> {
 
 async function forward(
   req: Request,
-  server: Server<WebSocketBridge>,
+  server: IngressServer,
   options: IngressOptions,
 ): Promise<Response | undefined> {
   const startedAt = performance.now();
   const refuse = (error: IngressError, agentId = "") => answered(req, agentId, error, startedAt, options);
-  if (!options.accepting()) return refuse(ingressError("gateway_shutting_down"));
   const host = req.headers.get("host");
   const agentId = options.route(host);
   if (agentId === null) return refuse(ingressError("unknown_host", host ?? "no Host header"));
-  const session = options.registry.pick(agentId);
-  if (!session) return refuse(ingressError("agent_not_connected", agentId), agentId);
+  const via = fromPeer(req, agentId, options);
+  let session = options.registry.pick(agentId);
+  if (!session) {
+    // A draining gateway still answers the requests that reach it, from its sessions while they
+    // last; a request that would have to wait for an agent is better retried elsewhere.
+    if (!options.accepting()) return refuse(ingressError("gateway_shutting_down"), agentId);
+    // The forwarding gateway holds or looks elsewhere itself: a hop never goes on, nor waits here.
+    if (via !== null) return refuse(ingressError("agent_not_connected", agentId), agentId);
+    let target = await options.locator.locate(agentId, req.signal);
+    const body = target.kind === "peer" && !wantsWebSocket(req) ? await bodyToForward(req) : null;
+    for (let attempt = 1; target.kind === "peer"; attempt++) {
+      const route = { agentId, host: host ?? "", peer: target.peer, startedAt, body };
+      const answer = await forwardThroughPeer(req, server, route, peerContext(options));
+      if (answer !== TRY_ANOTHER) return answer;
+      if (attempt === MAX_PEER_ATTEMPTS)
+        return refuse(ingressError("peer_error", "no gateway took the request"), agentId);
+      target = await options.locator.locate(agentId, req.signal);
+    }
+    if (target.kind === "refused") return refuse(target.error, agentId);
+    session = target.session;
+  }
+  const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);
+  if (contentLength > options.maxRequestBodyBytes) return refuse(ingressError("payload_too_large"), agentId);
   // WebSocket streams hold a window each way too: they count against the same limit.
   if (session.streams.size >= options.maxStreamsPerAgent) {
     return refuse(ingressError("too_many_streams", `${options.maxStreamsPerAgent} in flight`), agentId);
   }
-  const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);
-  if (contentLength > options.maxRequestBodyBytes) return refuse(ingressError("payload_too_large"), agentId);
+  return throughTunnel(req, server, options, {
+    session,
+    agentId,
+    host: host ?? "",
+    via,
+    startedAt,
+    contentLength,
+  });
+}
 
+interface Routed {
+  session: AgentSession;
+  agentId: string;
+  host: string;
+  /** The gateway that forwarded the request here, or null for a client's own. */
+  via: string | null;
+  startedAt: number;
+  contentLength: number;
+}
+
+/** The sending gateway's id when the request is a valid hop from a peer, else null. */
+function fromPeer(req: Request, agentId: string, options: IngressOptions): string | null {
+  const header = req.headers.get(HOP_HEADER);
+  if (header === null || options.hop === undefined) return null;
+  const requestId = req.headers.get("x-request-id") ?? "";
+  return verifyHop(options.hop.secret, header, agentId, requestId, Date.now());
+}
+
+function peerContext(options: IngressOptions) {
+  return {
+    hop: options.hop as Hop,
+    requestTimeoutMs: options.requestTimeoutMs,
+    headers: (req: Request, server: IngressServer, host: string, requestId: string) =>
+      requestHeaders(req, server, options, host, requestId, null),
+    observe: options.observe,
+    unreachable: (peerId: string) => options.peerUnreachable(peerId),
+    stale: (agentId: string) => options.peerStale(agentId),
+  };
+}
+
+async function throughTunnel(
+  req: Request,
+  server: IngressServer,
+  options: IngressOptions,
+  routed: Routed,
+): Promise<Response | undefined> {
+  const { session, agentId, host, via, startedAt, contentLength } = routed;
+  // A forwarded request keeps the id its first gateway gave it, so both access logs agree.
+  const requestId = (via !== null && req.headers.get("x-request-id")) || crypto.randomUUID();
   // The tunnel enforces its own timeouts; Bun's idle timer would also cut quiet streams (SSE).
   server.timeout(req, 0);
   if (wantsWebSocket(req)) {
-    const requestId = crypto.randomUUID();
-    const headers = requestHeaders(req, server, options, host ?? "", requestId);
+    const headers = requestHeaders(req, server, options, host, requestId, via);
     return upgradeThroughTunnel(req, server, session, { requestId, headers }, options.requestTimeoutMs);
   }
   const stream = session.openStream({
-    requestId: crypto.randomUUID(),
+    requestId,
     sendWindow: INITIAL_WINDOW,
     receiveWindow: INITIAL_WINDOW,
     headTimeoutMs: options.requestTimeoutMs,
@@ -110,9 +198,10 @@ async function forward(
       status: done.status,
       bytes: done.bytesOut,
       durationMs: performance.now() - startedAt,
+      ...(via !== null ? { via } : {}),
     });
   };
-  const headers = requestHeaders(req, server, options, host ?? "", stream.requestId);
+  const headers = requestHeaders(req, server, options, host, stream.requestId, via);
   let inline: Uint8Array | null | typeof CUT;
   try {
     // Nothing is sent yet, so the response settles only if the stream is cut meanwhile (the
@@ -150,7 +239,7 @@ const CUT: unique symbol = Symbol("cut");
  */
 const SEND_TIMEOUT_S = 60;
 
-function restoreSendTimeout(server: Server<WebSocketBridge>, req: Request, idleTimeoutMs: number): void {
+function restoreSendTimeout(server: IngressServer, req: Request, idleTimeoutMs: number): void {
   const limit = idleTimeoutMs === 0 ? SEND_TIMEOUT_S : Math.ceil(idleTimeoutMs / 1000);
   try {
     server.timeout(req, Math.min(SEND_TIMEOUT_S, limit));
@@ -194,20 +283,24 @@ async function inlineBody(req: Request, contentLength: number): Promise<Uint8Arr
 type HeaderInit = { name: string; value: string };
 
 // Behind a trusted front proxy the client's address is appended to the proxy's X-Forwarded-For
-// and its X-Forwarded-Host/-Proto are kept; from anyone else all three are replaced.
+// and its X-Forwarded-Host/-Proto are kept; from anyone else all three are replaced. A request
+// a peer forwarded (`via`) carries the first gateway's headers, which stay as they are.
 function requestHeaders(
   req: Request,
-  server: Server<WebSocketBridge>,
+  server: IngressServer,
   options: IngressOptions,
   host: string,
   requestId: string,
+  via: string | null,
 ): HeaderInit[] {
   const pairs = endToEndHeaders(req.headers as unknown as Iterable<[string, string]>);
+  const absent = via !== null ? new Set(req.headers.get(ABSENT_HEADER)?.split(",")) : undefined;
   const headers: HeaderInit[] = [];
   for (const [name, value] of pairs) {
-    if (FORWARDING_HEADERS.has(name)) continue;
-    headers.push({ name, value });
+    if (CLUSTER_HEADERS.has(name) || absent?.has(name)) continue;
+    if (via !== null || !FORWARDING_HEADERS.has(name)) headers.push({ name, value });
   }
+  if (via !== null) return headers;
   const clientIp = server.requestIP(req)?.address ?? "";
   const trusted = options.trustedProxies.has(canonicalAddress(clientIp));
   const sent = (name: string) => (trusted ? req.headers.get(name) : null);

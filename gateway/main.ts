@@ -87,6 +87,30 @@ const serveArgs = {
     description:
       "/healthz, /metrics, /api/agents on HOST:PORT, or off (INDRANET_ADMIN; default 127.0.0.1:9180)",
   },
+  hold: {
+    type: "string",
+    valueHint: "seconds",
+    description:
+      "a request for an agent connected this recently waits for it to reconnect; 0 never (INDRANET_HOLD; default 5)",
+  },
+  "cluster-redis": {
+    type: "string",
+    valueHint: "url",
+    description:
+      "join the gateways sharing this Redis: redis://HOST:PORT (INDRANET_CLUSTER_REDIS; [cluster] redis)",
+  },
+  "cluster-advertise": {
+    type: "string",
+    valueHint: "url",
+    description:
+      "the ingress URL other gateways forward to, e.g. http://10.0.0.5:8082 (INDRANET_CLUSTER_ADVERTISE; default from --bind)",
+  },
+  "cluster-secret-file": {
+    type: "string",
+    valueHint: "file",
+    description:
+      "file holding the secret all gateways share (INDRANET_CLUSTER_SECRET_FILE; [cluster] secret_file)",
+  },
   dev: {
     type: "boolean",
     description: "without tokens, generate a throwaway one and print the agent command",

@@ -3,6 +3,8 @@
 import { DURATION_BUCKETS, MetricRegistry } from "../shared/metrics.ts";
 import { streamStats } from "../shared/stream-stats.ts";
 import type { Exchange } from "./access-log.ts";
+import type { ClusterDirectory } from "./cluster/directory.ts";
+import type { HeldRequests } from "./hold.ts";
 import type { SessionRegistry } from "./sessions.ts";
 
 const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
@@ -27,6 +29,11 @@ export class GatewayMetrics {
     "indranet_auth_failures_total",
     "Agent connections refused by authentication, by reason",
     "reason",
+  );
+  readonly #forwarded = this.registry.counter(
+    "indranet_forwarded_requests_total",
+    "Requests forwarded between gateways: out to a peer, or in from one",
+    "direction",
   );
   readonly reloads = this.registry.counter(
     "indranet_config_reloads_total",
@@ -58,7 +65,30 @@ export class GatewayMetrics {
     for (const statusClass of STATUS_CLASSES) this.#requests.inc(0, statusClass);
   }
 
+  /** The held requests, and in a cluster whether Redis answers and how many gateways are live. */
+  watchHolds(holds: HeldRequests, directory: ClusterDirectory | undefined): void {
+    const { registry } = this;
+    registry.gauge(
+      "indranet_requests_held",
+      "Requests waiting for their agent to reconnect",
+      () => holds.held,
+    );
+    if (!directory) return;
+    this.#forwarded.inc(0, "out");
+    this.#forwarded.inc(0, "in");
+    registry.gauge("indranet_cluster_redis_up", "1 while the cluster's Redis answers", () =>
+      directory.available ? 1 : 0,
+    );
+    registry.gauge(
+      "indranet_cluster_gateways",
+      "Live gateways in the cluster, this one included",
+      () => directory.liveGateways.length,
+    );
+  }
+
   exchange(e: Exchange): void {
+    if (e.via) this.#forwarded.inc(1, "in");
+    else if (e.to) this.#forwarded.inc(1, "out");
     this.#requests.inc(1, STATUS_CLASSES[Math.floor(e.status / 100) - 1] ?? "5xx");
     this.#duration.observe(e.durationMs / 1000);
     this.#responseBytes.inc(e.bytes);

@@ -5,11 +5,14 @@ import { agentIdAllowed } from "../shared/auth.ts";
 import { ConnectError_Code, type ConnectRequest } from "../shared/gen/tunnel_pb.ts";
 import { log } from "../shared/log.ts";
 import { logExchange } from "./access-log.ts";
-import { agentList } from "./admin.ts";
+import { agentList, clusterView } from "./admin.ts";
 import { AgentListener } from "./agent-listener.ts";
 import { Authenticator, type AuthResult } from "./authenticate.ts";
+import { ClusterDirectory } from "./cluster/directory.ts";
 import type { GatewayConfig, TokenEntry } from "./config.ts";
+import { HeldRequests } from "./hold.ts";
 import { startIngress } from "./ingress.ts";
+import { Locator } from "./locate.ts";
 import { GatewayMetrics } from "./metrics.ts";
 import { matchHostToAgentId } from "./route.ts";
 import { SessionRegistry } from "./sessions.ts";
@@ -61,6 +64,9 @@ export class Gateway {
   readonly #ingress: ReturnType<typeof startIngress>;
   readonly #admin: ReturnType<typeof startAdmin>;
   readonly #liveness: Timer;
+  readonly #holds: HeldRequests;
+  /** Set when the gateway is one of a cluster. */
+  readonly #directory: ClusterDirectory | undefined;
   /** The table in force, so that a reload can tell which sessions lost their token. */
   #tokens: TokenEntry[];
   #lastPing: number;
@@ -73,9 +79,20 @@ export class Gateway {
       this.#metrics.authFailures.inc(1, ConnectError_Code[code]?.toLowerCase() ?? String(code)),
     );
     this.#tokens = config.tokens;
+    this.#holds = new HeldRequests(config.holdMs, (id) =>
+      this.#tokens.some((entry) => agentIdAllowed(entry.agents, id)),
+    );
+    this.registry.observe(this.#holds);
+    if (config.cluster) {
+      this.#directory = new ClusterDirectory(config.cluster.redis, config.holdMs, () =>
+        this.registry.agentIds(),
+      );
+      this.registry.observe(this.#directory);
+    }
+    this.#metrics.watchHolds(this.#holds, this.#directory);
     const httpScheme = config.tls ? "https" : "http";
     this.#agents = this.#listenForAgents(httpScheme);
-    this.#ingress = this.#listenForRequests();
+    this.#ingress = this.#listenForRequests(new Locator(this.registry, this.#holds, this.#directory));
     this.#lastPing = Date.now();
     this.#liveness = setInterval(() => this.#checkLiveness(), LIVENESS_TICK_MS);
 
@@ -83,6 +100,9 @@ export class Gateway {
       `ingress listening on ${httpScheme}://${config.bind}:${this.#ingress.port} for *.${config.domain}`,
     );
     log.info(`agents connect to ${config.tls ? "wss" : "ws"}://${config.bind}:${this.#agents.port}`);
+    this.#directory?.start(
+      config.cluster?.advertise ?? `${httpScheme}://${hostForUrl(config.bind)}:${this.#ingress.port}`,
+    );
 
     this.#admin =
       config.admin === "off"
@@ -91,7 +111,11 @@ export class Gateway {
             address: config.admin,
             healthy: () => this.#accepting,
             metrics: this.#metrics.registry,
-            json: { "/api/agents": () => agentList(this.registry) },
+            json: {
+              "/api/agents": () => agentList(this.registry, this.#directory?.gatewayId),
+              "/api/cluster": () => clusterView(this.#directory),
+            },
+            reusePort: true,
           });
     this.httpPort = this.#ingress.port ?? config.httpPort;
     this.wsPort = this.#agents.port ?? config.wsPort;
@@ -160,8 +184,9 @@ export class Gateway {
     });
   }
 
-  #listenForRequests(): ReturnType<typeof startIngress> {
+  #listenForRequests(locator: Locator): ReturnType<typeof startIngress> {
     const config = this.#config;
+    const directory = this.#directory;
     return startIngress({
       tls: config.tls,
       trustedProxies: new Set(config.trustedProxies),
@@ -173,6 +198,13 @@ export class Gateway {
       maxStreamsPerAgent: config.maxStreamsPerAgent,
       maxRequestBodyBytes: config.maxRequestBodyBytes,
       registry: this.registry,
+      locator,
+      hop:
+        directory && config.cluster
+          ? { secret: config.cluster.secret, gatewayId: directory.gatewayId }
+          : undefined,
+      peerUnreachable: (peerId) => directory?.suspect(peerId),
+      peerStale: (agentId) => directory?.forget(agentId),
       route: (host) => matchHostToAgentId(host, config.domain),
       accepting: () => this.#accepting,
       observe: (exchange) => {
@@ -186,6 +218,7 @@ export class Gateway {
     const now = Date.now();
     const { heartbeatIntervalMs } = this.#config;
     this.registry.expire(now, heartbeatIntervalMs * MISSED_HEARTBEATS);
+    this.#holds.prune(now);
     if (now - this.#lastPing < heartbeatIntervalMs) return;
     this.#lastPing = now;
     for (const session of this.registry.all()) session.ping();
@@ -199,18 +232,22 @@ export class Gateway {
     return Math.max(streams, this.#ingress.pendingRequests);
   }
 
+  // The listeners close first, so that a new process on the same ports (a restart) takes every
+  // new connection; then the agents are told to move (GoAway), and the requests already here
+  // finish on the sessions that remain until then.
   async #drain(): Promise<void> {
     const graceMs = this.#config.shutdownGraceMs;
     log.info(`draining: ${this.#inFlight()} request(s) in flight, waiting up to ${graceMs / 1000} s`);
+    const listenersClosed = Promise.all([this.#ingress.stop(), this.#agents.stop(), this.#admin?.stop()]);
     for (const session of this.registry.all()) session.sendGoAway("gateway shutting down");
     const deadline = Date.now() + graceMs;
     while (this.#inFlight() > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     const left = this.#inFlight();
     if (left > 0) log.warn(`grace period over: cutting ${left} request(s) still in flight`);
     clearInterval(this.#liveness);
+    await this.#directory?.stop();
     for (const session of this.registry.all()) session.close(1001, "gateway shutting down");
-    const closed = Promise.all([this.#ingress.stop(), this.#agents.stop(), this.#admin?.stop()]);
-    if ((await Promise.race([closed, Bun.sleep(CLOSE_TIMEOUT_MS).then(() => "late")])) === "late") {
+    if ((await Promise.race([listenersClosed, Bun.sleep(CLOSE_TIMEOUT_MS).then(() => "late")])) === "late") {
       await Promise.all([this.#ingress.stop(true), this.#agents.stop(true), this.#admin?.stop(true)]);
     }
     log.info("stopped");
@@ -219,6 +256,11 @@ export class Gateway {
 
 export async function startGateway(config: GatewayConfig): Promise<Gateway> {
   return new Gateway(config);
+}
+
+/** A listen address as the host part of a URL (the config refuses a wildcard in a cluster). */
+function hostForUrl(bind: string): string {
+  return bind.includes(":") ? `[${bind}]` : bind;
 }
 
 /** Why a session may no longer stay after a reload, or undefined when it may. */

@@ -5,13 +5,29 @@ import type { AgentSession } from "./session.ts";
 /** How long an older session has to answer a ping once a newer one claims its id. */
 export const PROBE_TIMEOUT_MS = 2_000;
 
+/** Told when an id gains its first session and when it loses its last one. */
+export interface RegistryObserver {
+  arrived(agentId: string): void;
+  left(agentId: string): void;
+}
+
 export class SessionRegistry {
   readonly #byId = new Map<string, AgentSession[]>();
   #roundRobin = 0;
   readonly #perToken = new Map<string, number>();
+  readonly #observers: RegistryObserver[] = [];
   /** Bytes of sessions already gone, so the byte counters never go down. */
   #retiredBytesIn = 0;
   #retiredBytesOut = 0;
+
+  observe(observer: RegistryObserver): void {
+    this.#observers.push(observer);
+  }
+
+  /** The ids with at least one session. */
+  agentIds(): IterableIterator<string> {
+    return this.#byId.keys();
+  }
 
   /** Newest last. */
   sessionsFor(agentId: string): readonly AgentSession[] {
@@ -63,6 +79,7 @@ export class SessionRegistry {
     list.push(session);
     this.#byId.set(session.info.agentId, list);
     this.#perToken.set(session.info.token, this.countForToken(session.info.token) + 1);
+    if (list.length === 1) for (const observer of this.#observers) observer.arrived(session.info.agentId);
   }
 
   remove(session: AgentSession): void {
@@ -74,8 +91,9 @@ export class SessionRegistry {
     if (left > 0) this.#perToken.set(session.info.token, left);
     else this.#perToken.delete(session.info.token);
     const rest = list.filter((s) => s !== session);
-    if (rest.length === 0) this.#byId.delete(session.info.agentId);
-    else this.#byId.set(session.info.agentId, rest);
+    if (rest.length > 0) return void this.#byId.set(session.info.agentId, rest);
+    this.#byId.delete(session.info.agentId);
+    for (const observer of this.#observers) observer.left(session.info.agentId);
   }
 
   /**

@@ -26,7 +26,15 @@ export interface BridgeCarrier extends RelayCarrier {
   forget(bridge: WebSocketBridge): void;
 }
 
-export type IngressSocket = ServerWebSocket<WebSocketBridge>;
+/** What an ingress WebSocket relays to: a stream to a local agent, or another gateway. */
+export interface IngressSocketData {
+  attach(ws: IngressSocket): void;
+  forward(message: string | Uint8Array): void;
+  drained(): void;
+  closedByClient(code: number, reason: string): void;
+}
+
+export type IngressSocket = ServerWebSocket<IngressSocketData>;
 
 export interface UpgradeInit {
   requestId: string;
@@ -51,7 +59,7 @@ export function wantsWebSocket(req: Request): boolean {
  */
 export async function upgradeThroughTunnel(
   req: Request,
-  server: Server<WebSocketBridge>,
+  server: Server<IngressSocketData>,
   session: BridgeSession,
   init: UpgradeInit,
   handshakeTimeoutMs: number,
@@ -83,7 +91,7 @@ export async function upgradeThroughTunnel(
 }
 
 /** The ingress server's `websocket` handler: every event goes to the socket's bridge. */
-export const websocketHandler: WebSocketHandler<WebSocketBridge> = {
+export const websocketHandler: WebSocketHandler<IngressSocketData> = {
   // The peer's relay reassembles up to this much per message; so does Bun for the client.
   maxPayloadLength: MAX_WEBSOCKET_MESSAGE,
   open: (ws) => ws.data.attach(ws),
@@ -93,7 +101,7 @@ export const websocketHandler: WebSocketHandler<WebSocketBridge> = {
 };
 
 /** One client WebSocket on the ingress and its stream to the agent. */
-export class WebSocketBridge implements LocalSocket {
+export class WebSocketBridge implements LocalSocket, IngressSocketData {
   readonly streamId: number;
   readonly requestId: string;
   readonly startedAt = performance.now();

@@ -42,6 +42,8 @@ export interface AdminOptions {
   metrics: MetricRegistry;
   /** Extra GET routes by exact path, answered with JSON. */
   json?: Record<string, () => unknown>;
+  /** Let a second process listen on the same address while this one drains (a gateway restart). */
+  reusePort?: boolean;
 }
 
 /** Starts the listener; null when the default address is taken (logged, not fatal). */
@@ -52,6 +54,7 @@ export function startAdmin(options: AdminOptions): Server<undefined> | null {
     server = Bun.serve({
       hostname: address.hostname,
       port: address.port,
+      reusePort: options.reusePort === true,
       fetch: (req) => answer(req, options),
     });
   } catch (error) {
@@ -65,7 +68,7 @@ export function startAdmin(options: AdminOptions): Server<undefined> | null {
   return server;
 }
 
-function answer(req: Request, options: AdminOptions): Response {
+async function answer(req: Request, options: AdminOptions): Promise<Response> {
   if (req.method !== "GET" && req.method !== "HEAD") {
     return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
   }
@@ -79,6 +82,6 @@ function answer(req: Request, options: AdminOptions): Response {
     return new Response(options.metrics.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
   }
   const route = options.json?.[path];
-  if (route) return Response.json(route());
+  if (route) return Response.json(await route());
   return new Response("not found\n", { status: 404 });
 }

@@ -85,7 +85,7 @@ function adminPort(proc: { waitFor(p: RegExp): Promise<RegExpMatchArray> }): Pro
 }
 
 describe("SIGTERM", () => {
-  test("the gateway finishes a slow response with its full body, refuses new work, then exits 0", async () => {
+  test("the gateway closes its listeners, finishes a slow response with its full body, then exits 0", async () => {
     const service = startSlowService();
     const gateway = await gatewayFor({ args: ["--admin", "127.0.0.1:0", "--shutdown-grace", "20"] });
     const admin = await adminPort(gateway.proc);
@@ -94,10 +94,10 @@ describe("SIGTERM", () => {
 
     gateway.proc.child.kill("SIGTERM");
     await gateway.proc.waitFor(/draining: 1 request/);
-    expect((await fetch(`http://127.0.0.1:${admin}/healthz`)).status).toBe(503);
-    const refused = await gateway.fetch("pi-life", "/quick");
-    expect(refused.status).toBe(503);
-    expect(refused.headers.get("x-tunnel-error")).toBe("gateway_shutting_down");
+    // The listeners close first, so that a new process on the same ports takes every new
+    // connection (a restart); a balancer's health check sees the old one gone.
+    await expect(fetch(`http://127.0.0.1:${admin}/healthz`)).rejects.toThrow();
+    await expect(gateway.fetch("pi-life", "/quick")).rejects.toThrow();
     // The agent was told and dials again, while the stream goes on on the old connection.
     await agent.proc.waitFor(/gateway is going away/);
 

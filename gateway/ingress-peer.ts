@@ -1,0 +1,114 @@
+// The ingress's side of forwarding: a request whose agent another gateway holds is sent there,
+// and the owner's answer streams back to the client as if it were this gateway's own.
+import { MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
+import type { Exchange } from "./access-log.ts";
+import type { Peer } from "./cluster/directory.ts";
+import { forwardToPeer, type Hop, PeerUnreachable } from "./cluster/forward.ts";
+import { upgradeThroughPeer } from "./cluster/peer-websocket.ts";
+import { ingressError } from "./errors.ts";
+import type { IngressServer } from "./ingress.ts";
+import { wantsWebSocket } from "./websocket-bridge.ts";
+
+export interface PeerContext {
+  hop: Hop;
+  requestTimeoutMs: number;
+  /** The request headers as this gateway would give them to an agent. */
+  headers: (
+    req: Request,
+    server: IngressServer,
+    host: string,
+    requestId: string,
+  ) => { name: string; value: string }[];
+  observe: (exchange: Exchange) => void;
+  unreachable: (peerId: string) => void;
+  stale: (agentId: string) => void;
+}
+
+export interface PeerRoute {
+  agentId: string;
+  host: string;
+  peer: Peer;
+  startedAt: number;
+  /** Read once, so that a buffered body can go to a second peer if the first cannot take it. */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/** The peer did not take the request, which may go to another one: nothing reached the client yet. */
+export const TRY_ANOTHER: unique symbol = Symbol("try another peer");
+
+/**
+ * Forwards to the peer. A peer that cannot be reached is skipped for a while; when it did not see
+ * the request (or says it no longer holds the agent) and the body can be sent again, the answer is
+ * TRY_ANOTHER, else 502.
+ */
+export async function forwardThroughPeer(
+  req: Request,
+  server: IngressServer,
+  route: PeerRoute,
+  context: PeerContext,
+): Promise<Response | undefined | typeof TRY_ANOTHER> {
+  const requestId = crypto.randomUUID();
+  const retryable = !(route.body instanceof ReadableStream);
+  const url = new URL(req.url);
+  const init = {
+    agentId: route.agentId,
+    requestId,
+    host: route.host,
+    pathAndQuery: url.pathname + url.search,
+    headers: context.headers(req, server, route.host, requestId),
+  };
+  // The owner applies its own timeouts; Bun's idle timer would cut a quiet stream (SSE) here.
+  server.timeout(req, 0);
+  let response: Response | undefined;
+  try {
+    if (wantsWebSocket(req)) {
+      response = await upgradeThroughPeer(
+        req,
+        server,
+        route.peer,
+        context.hop,
+        init,
+        context.requestTimeoutMs,
+      );
+    } else {
+      response = await forwardToPeer(route.peer, context.hop, {
+        ...init,
+        method: req.method,
+        body: route.body,
+        signal: req.signal,
+      });
+      if (retryable && response.headers.get("x-tunnel-error") === "agent_not_connected") {
+        context.stale(route.agentId);
+        return TRY_ANOTHER;
+      }
+    }
+  } catch (error) {
+    if (error instanceof PeerUnreachable) context.unreachable(route.peer.id);
+    if (error instanceof PeerUnreachable && retryable && !req.signal.aborted) return TRY_ANOTHER;
+    const detail = error instanceof Error ? error.message : String(error);
+    response = req.signal.aborted
+      ? new Response(null, { status: 499 })
+      : ingressError("peer_error", detail).toResponse(requestId);
+  }
+  context.observe({
+    requestId,
+    agentId: route.agentId,
+    method: req.method,
+    path: url.pathname,
+    status: response?.status ?? 101,
+    // The owner's access log has the exact count; here the declared length is all that is known
+    // without copying the body through a counter.
+    bytes: Number(response?.headers.get("content-length") ?? 0),
+    durationMs: performance.now() - route.startedAt,
+    to: route.peer.id,
+  });
+  return response;
+}
+
+/** A small body that has fully arrived is read first; a larger one streams through. */
+export async function bodyToForward(req: Request): Promise<Uint8Array | ReadableStream<Uint8Array> | null> {
+  if (!req.body) return null;
+  const length = Number(req.headers.get("content-length") ?? Number.NaN);
+  if (length >= 0 && length <= MAX_FRAME_PAYLOAD) return new Uint8Array(await req.arrayBuffer());
+  return req.body;
+}
