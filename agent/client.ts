@@ -173,11 +173,16 @@ class ConnectionLoop {
       }
       log.warn(`${prefix}gateway refused the connection for now (${Code[code]}): ${message}`);
     } else if (outcome.kind === "goaway") {
-      log.info(`${prefix}dialling again while the streams in flight finish on the old connection`);
+      // A gateway going away is usually being restarted, its successor already listening on the
+      // same address: dial at once, so requests held there wait as little as possible.
+      log.info(`${prefix}dialling again at once while the streams in flight finish on the old connection`);
+      this.#failures = 0;
+      this.#protocolVersion = PROTOCOL_VERSION;
+      return "again";
     } else {
       log.warn(`${prefix}connection to ${gateway} lost: ${outcome.why}`);
     }
-    const served = outcome.kind === "goaway" || (outcome.kind === "lost" && outcome.served);
+    const served = outcome.kind === "lost" && outcome.served;
     this.#failures = served ? 0 : this.#failures + 1;
     if (served) this.#protocolVersion = PROTOCOL_VERSION;
     return "backoff";

@@ -74,7 +74,8 @@ export function startIngress(options: IngressOptions): IngressServer {
     // A new gateway process starts on the same port while the old one drains (a restart).
     reusePort: true,
     maxRequestBodySize: options.maxRequestBodyBytes,
-    fetch: (req, srv) => forward(req, srv, options),
+    fetch: (req, srv) =>
+      options.accepting() ? forward(req, srv, options) : lastOnConnection(req, srv, options),
     websocket: websocketHandler,
     error(error) {
       log.error(`ingress: ${error.message}`);
@@ -229,6 +230,24 @@ async function throughTunnel(
   if (inline !== null) stream.requestSent();
   else if (req.body) void stream.pumpRequestBody(req.body);
   return stream.response;
+}
+
+/**
+ * While draining, each answer ends its connection, so the client's next request opens a new one,
+ * which reaches the process that replaces this one.
+ */
+async function lastOnConnection(
+  req: Request,
+  server: IngressServer,
+  options: IngressOptions,
+): Promise<Response | undefined> {
+  const response = await forward(req, server, options);
+  try {
+    response?.headers.set("connection", "close");
+  } catch {
+    // A peer's response has immutable headers: Bun closes the connection at the end anyway.
+  }
+  return response;
 }
 
 const CUT: unique symbol = Symbol("cut");

@@ -26,6 +26,9 @@ const MISSED_HEARTBEATS = 3;
 /** How often a draining gateway checks whether its last request has finished. */
 const DRAIN_POLL_MS = 50;
 
+/** How long a draining ingress keeps listening while its clients leave their connections. */
+const HANDOVER_MS = 1_000;
+
 /** After the grace period, how long closing the listeners may take before they are cut. */
 const CLOSE_TIMEOUT_MS = 1_000;
 
@@ -232,15 +235,20 @@ export class Gateway {
     return Math.max(streams, this.#ingress.pendingRequests);
   }
 
-  // The listeners close first, so that a new process on the same ports (a restart) takes every
-  // new connection; then the agents are told to move (GoAway), and the requests already here
-  // finish on the sessions that remain until then.
+  // A restart starts the new process on the same ports first. The agent port closes at once, so
+  // agents dialling again reach the successor. The ingress keeps its listener for a moment, and
+  // answers every request with `Connection: close`, so clients leave their kept-alive connections
+  // after an answer instead of sending into a socket being closed. Then it closes, the agents are
+  // told to move (GoAway), and the requests already here finish on the sessions that remain.
   async #drain(): Promise<void> {
     const graceMs = this.#config.shutdownGraceMs;
+    const started = Date.now();
     log.info(`draining: ${this.#inFlight()} request(s) in flight, waiting up to ${graceMs / 1000} s`);
-    const listenersClosed = Promise.all([this.#ingress.stop(), this.#agents.stop(), this.#admin?.stop()]);
+    const agentsClosed = this.#agents.stop();
+    await Bun.sleep(Math.min(HANDOVER_MS, graceMs));
+    const listenersClosed = Promise.all([agentsClosed, this.#ingress.stop(), this.#admin?.stop()]);
     for (const session of this.registry.all()) session.sendGoAway("gateway shutting down");
-    const deadline = Date.now() + graceMs;
+    const deadline = started + graceMs;
     while (this.#inFlight() > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     const left = this.#inFlight();
     if (left > 0) log.warn(`grace period over: cutting ${left} request(s) still in flight`);

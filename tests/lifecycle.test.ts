@@ -5,7 +5,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server } from "bun";
-import { Agent, DEFAULT_TOKEN, Gateway, type TokenSpec, tomlFor } from "./harness.ts";
+import { Agent, DEFAULT_TOKEN, eventually, Gateway, type TokenSpec, tomlFor } from "./harness.ts";
 import { startEchoService } from "./services.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -85,7 +85,7 @@ function adminPort(proc: { waitFor(p: RegExp): Promise<RegExpMatchArray> }): Pro
 }
 
 describe("SIGTERM", () => {
-  test("the gateway closes its listeners, finishes a slow response with its full body, then exits 0", async () => {
+  test("the gateway hands its clients over, finishes a slow response with its full body, then exits 0", async () => {
     const service = startSlowService();
     const gateway = await gatewayFor({ args: ["--admin", "127.0.0.1:0", "--shutdown-grace", "20"] });
     const admin = await adminPort(gateway.proc);
@@ -94,10 +94,16 @@ describe("SIGTERM", () => {
 
     gateway.proc.child.kill("SIGTERM");
     await gateway.proc.waitFor(/draining: 1 request/);
-    // The listeners close first, so that a new process on the same ports takes every new
-    // connection (a restart); a balancer's health check sees the old one gone.
-    await expect(fetch(`http://127.0.0.1:${admin}/healthz`)).rejects.toThrow();
-    await expect(gateway.fetch("pi-life", "/quick")).rejects.toThrow();
+    // For a moment it still answers, each answer closing its connection, so that a client's next
+    // request opens a new one and reaches the process replacing this one (a restart).
+    expect((await fetch(`http://127.0.0.1:${admin}/healthz`)).status).toBe(503);
+    const last = await gateway.fetch("pi-life", "/quick");
+    expect(last.status).toBe(200);
+    expect(last.headers.get("connection")).toBe("close");
+    // Then its listeners close: new connections are refused.
+    await eventually(async () => {
+      await expect(gateway.fetch("pi-life", "/quick")).rejects.toThrow();
+    });
     // The agent was told and dials again, while the stream goes on on the old connection.
     await agent.proc.waitFor(/gateway is going away/);
 
