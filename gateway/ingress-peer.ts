@@ -33,6 +33,9 @@ export interface PeerRoute {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
 }
 
+/** Methods a client expects may be sent twice (RFC 9110, 9.2.2); others are never replayed. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
+
 /** The peer did not take the request, which may go to another one: nothing reached the client yet. */
 export const TRY_ANOTHER: unique symbol = Symbol("try another peer");
 
@@ -83,8 +86,13 @@ export async function forwardThroughPeer(
       }
     }
   } catch (error) {
-    if (error instanceof PeerUnreachable) context.unreachable(route.peer.id);
-    if (error instanceof PeerUnreachable && retryable && !req.signal.aborted) return TRY_ANOTHER;
+    if (error instanceof PeerUnreachable) {
+      // A peer that refused the connection is likely gone; one that reset it may just have
+      // restarted a pooled connection, and is tried again next time.
+      if (!error.delivered) context.unreachable(route.peer.id);
+      const again = !error.delivered || IDEMPOTENT.has(req.method);
+      if (again && retryable && !req.signal.aborted) return TRY_ANOTHER;
+    }
     const detail = error instanceof Error ? error.message : String(error);
     response = req.signal.aborted
       ? new Response(null, { status: 499 })

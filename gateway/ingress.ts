@@ -97,6 +97,8 @@ async function forward(
   if (agentId === null) return refuse(ingressError("unknown_host", host ?? "no Host header"));
   const via = fromPeer(req, agentId, options);
   let session = options.registry.pick(agentId);
+  /** The body, when it was read while looking for a peer. */
+  let buffered: Uint8Array | null | undefined;
   if (!session) {
     // A draining gateway still answers the requests that reach it, from its sessions while they
     // last; a request that would have to wait for an agent is better retried elsewhere.
@@ -104,9 +106,10 @@ async function forward(
     // The forwarding gateway holds or looks elsewhere itself: a hop never goes on, nor waits here.
     if (via !== null) return refuse(ingressError("agent_not_connected", agentId), agentId);
     let target = await options.locator.locate(agentId, req.signal);
-    const body = target.kind === "peer" && !wantsWebSocket(req) ? await bodyToForward(req) : null;
+    // Read once: a buffered body may go to a second peer, or to an agent that moved here.
+    const body = target.kind === "peer" && !wantsWebSocket(req) ? await bodyToForward(req) : undefined;
     for (let attempt = 1; target.kind === "peer"; attempt++) {
-      const route = { agentId, host: host ?? "", peer: target.peer, startedAt, body };
+      const route = { agentId, host: host ?? "", peer: target.peer, startedAt, body: body ?? null };
       const answer = await forwardThroughPeer(req, server, route, peerContext(options));
       if (answer !== TRY_ANOTHER) return answer;
       if (attempt === MAX_PEER_ATTEMPTS)
@@ -115,6 +118,7 @@ async function forward(
     }
     if (target.kind === "refused") return refuse(target.error, agentId);
     session = target.session;
+    if (body !== undefined && !(body instanceof ReadableStream)) buffered = body;
   }
   const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);
   if (contentLength > options.maxRequestBodyBytes) return refuse(ingressError("payload_too_large"), agentId);
@@ -129,6 +133,7 @@ async function forward(
     via,
     startedAt,
     contentLength,
+    buffered,
   });
 }
 
@@ -140,6 +145,8 @@ interface Routed {
   via: string | null;
   startedAt: number;
   contentLength: number;
+  /** The body, already read (null for none); undefined when it is still to be read from `req`. */
+  buffered: Uint8Array | null | undefined;
 }
 
 /** The sending gateway's id when the request is a valid hop from a peer, else null. */
@@ -168,7 +175,7 @@ async function throughTunnel(
   options: IngressOptions,
   routed: Routed,
 ): Promise<Response | undefined> {
-  const { session, agentId, host, via, startedAt, contentLength } = routed;
+  const { session, agentId, host, via, startedAt, contentLength, buffered } = routed;
   // A forwarded request keeps the id its first gateway gave it, so both access logs agree.
   const requestId = (via !== null && req.headers.get("x-request-id")) || crypto.randomUUID();
   // The tunnel enforces its own timeouts; Bun's idle timer would also cut quiet streams (SSE).
@@ -207,7 +214,10 @@ async function throughTunnel(
   try {
     // Nothing is sent yet, so the response settles only if the stream is cut meanwhile (the
     // client went away, or sent nothing for --idle-timeout); the read is then abandoned.
-    const reading = inlineBody(req, contentLength);
+    const reading =
+      buffered !== undefined
+        ? Promise.resolve(buffered ?? new Uint8Array(0))
+        : inlineBody(req, contentLength);
     reading.catch(() => {});
     inline = await Promise.race([reading, stream.response.then((): typeof CUT => CUT)]);
   } catch (error) {

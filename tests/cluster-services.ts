@@ -50,14 +50,16 @@ export class Redis {
 }
 
 export interface HaproxyFrontend {
+  /** HTTP for an ingress (a dead backend's requests get HAProxy's 502), TCP for agents' WebSockets. */
+  mode: "http" | "tcp";
   /** The backends' ports on 127.0.0.1, served round robin. */
   backends: number[];
 }
 
 /**
- * HAProxy in TCP mode, one listener per frontend, round robin over its backends, with health
- * checks quick enough that a dead backend leaves the rotation within a second, and a connection
- * refused by one backend retried on another.
+ * HAProxy, one listener per frontend, round robin over its backends, with health checks quick
+ * enough that a dead backend leaves the rotation within a second, and a connection refused by
+ * one backend retried on another.
  */
 export class Haproxy {
   readonly ports: number[];
@@ -105,15 +107,20 @@ function haproxyConfig(frontends: HaproxyFrontend[], ports: number[]): string {
     "global",
     "  maxconn 4096",
     "defaults",
-    "  mode tcp",
     "  timeout connect 1s",
     "  timeout client 1h",
     "  timeout server 1h",
+    "  timeout tunnel 1h",
     "  retries 3",
     "  option redispatch",
   ];
   frontends.forEach((frontend, i) => {
-    lines.push(`listen front${i}`, `  bind 127.0.0.1:${ports[i]}`, "  balance roundrobin");
+    lines.push(
+      `listen front${i}`,
+      `  bind 127.0.0.1:${ports[i]}`,
+      `  mode ${frontend.mode}`,
+      "  balance roundrobin",
+    );
     frontend.backends.forEach((port, j) => {
       lines.push(`  server b${j} 127.0.0.1:${port} check inter 300ms fall 1 rise 1`);
     });

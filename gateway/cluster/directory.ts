@@ -22,8 +22,11 @@ export const REFRESH_MS = 2_000;
 const COMMAND_TIMEOUT_MS = 1_000;
 /** Where an agent is found is remembered this long, so a busy agent costs no lookup per request. */
 const LOCATE_CACHE_MS = 1_000;
-/** A peer that refused a connection is skipped this long (its records may not have expired yet). */
-const SUSPECT_MS = RECORD_TTL_MS;
+/**
+ * A peer that refused a connection is skipped this long: long enough for its agents to dial
+ * another gateway, short enough that a peer back from a restart is not shunned.
+ */
+const SUSPECT_MS = 3_000;
 
 const KEY = {
   gateways: "indranet:gateways",

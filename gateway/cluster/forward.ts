@@ -25,9 +25,19 @@ export interface ForwardInit {
   signal: AbortSignal;
 }
 
-/** The peer could not be reached at all: nothing was delivered, so another peer may be tried. */
+/**
+ * The peer failed before its response began: either no connection could be made (`delivered`
+ * false, nothing reached it), or the connection broke after the request was sent (it may have
+ * reached the agent, so only an idempotent request may be sent again).
+ */
 export class PeerUnreachable extends Error {
   override name = "PeerUnreachable";
+  readonly delivered: boolean;
+
+  constructor(message: string, delivered: boolean) {
+    super(message);
+    this.delivered = delivered;
+  }
 }
 
 // Errors that mean no connection was made, so the peer cannot have seen the request.
@@ -39,12 +49,11 @@ const NOT_CONNECTED = new Set([
   "FailedToOpenSocket",
 ]);
 
-/** The owner's response, streamed; PeerUnreachable when no connection could be made. */
+/** The owner's response, streamed; PeerUnreachable when the peer failed before answering. */
 export async function forwardToPeer(peer: Peer, hop: Hop, init: ForwardInit): Promise<Response> {
   const headers = hopHeaders(hop, init);
-  let response: Response;
   try {
-    response = await fetch(peer.url + init.pathAndQuery, {
+    return await fetch(peer.url + init.pathAndQuery, {
       method: init.method,
       headers,
       body: init.body,
@@ -56,11 +65,9 @@ export async function forwardToPeer(peer: Peer, hop: Hop, init: ForwardInit): Pr
     } as RequestInit);
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    if (typeof code === "string" && NOT_CONNECTED.has(code))
-      throw new PeerUnreachable(`${peer.url}: ${code}`);
-    throw error;
+    if (init.signal.aborted || typeof code !== "string") throw error;
+    throw new PeerUnreachable(`${peer.url}: ${code}`, !NOT_CONNECTED.has(code));
   }
-  return response;
 }
 
 /** The headers of the hop: the client's, the Host, the signature, and what fetch must not add. */

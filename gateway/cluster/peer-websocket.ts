@@ -45,7 +45,7 @@ export async function upgradeThroughPeer(
   const bridge = new PeerWebSocket(upstream);
   const opened = await bridge.opened(timeoutMs);
   if (opened !== "open") {
-    if (opened === "refused") throw new PeerUnreachable(`${peer.url}: connection refused`);
+    if (opened === "refused") throw new PeerUnreachable(`${peer.url}: connection refused`, false);
     return ingressError("peer_error", opened).toResponse(init.requestId);
   }
   const answer: Record<string, string> = { "x-request-id": init.requestId };
