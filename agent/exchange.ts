@@ -17,6 +17,7 @@ import {
   keepable,
   MAX_FRAME_PAYLOAD,
 } from "../shared/protocol.ts";
+import { isReplayable } from "../shared/replay.ts";
 import { streamStats } from "../shared/stream-stats.ts";
 import { Http1Error, type ResponseHead, ResponseParser, type ResponseSink } from "./http1.ts";
 import {
@@ -392,7 +393,7 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
   /** Whether a request dropped unanswered may be sent again: its whole body is here to resend,
    *  and repeating it cannot do harm twice (RFC 9110 §9.2.2, as Go's HTTP client decides). */
   #canRetry(): boolean {
-    return !this.#retried && this.#request.endStream && isReplayable(this.#request);
+    return !this.#retried && this.#request.endStream && replayable(this.#request);
   }
 
   /** Why a streamed body breaks its declared Content-Length, or null while it keeps it. Extra
@@ -415,11 +416,8 @@ export class LocalExchange implements LocalConnectionOwner, ResponseSink {
  */
 const FRESH_FOR_UNSAFE_MS = 1_000;
 
-const IDEMPOTENT_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
-
-function isReplayable(request: TunnelRequest): boolean {
-  if (IDEMPOTENT_METHODS.has(request.method)) return true;
-  return request.headers.some((h) => h.name === "idempotency-key" || h.name === "x-idempotency-key");
+function replayable(request: TunnelRequest): boolean {
+  return isReplayable(request.method, (name) => request.headers.some((h) => h.name === name));
 }
 
 const FRAMING_HEADERS = new Set(["content-length", "transfer-encoding"]);

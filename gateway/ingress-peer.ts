@@ -1,6 +1,7 @@
 // The ingress's side of forwarding: a request whose agent another gateway holds is sent there,
 // and the owner's answer streams back to the client as if it were this gateway's own.
 import { MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
+import { isReplayable } from "../shared/replay.ts";
 import type { Exchange } from "./access-log.ts";
 import type { Peer } from "./cluster/directory.ts";
 import { forwardToPeer, type Hop, PeerUnreachable } from "./cluster/forward.ts";
@@ -32,9 +33,6 @@ export interface PeerRoute {
   /** Read once, so that a buffered body can go to a second peer if the first cannot take it. */
   body: Uint8Array | ReadableStream<Uint8Array> | null;
 }
-
-/** Methods a client expects may be sent twice (RFC 9110, 9.2.2); others are never replayed. */
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
 
 /** The peer did not take the request, which may go to another one: nothing reached the client yet. */
 export const TRY_ANOTHER: unique symbol = Symbol("try another peer");
@@ -90,7 +88,7 @@ export async function forwardThroughPeer(
       // A peer that refused the connection is likely gone; one that reset it may just have
       // restarted a pooled connection, and is tried again next time.
       if (!error.delivered) context.unreachable(route.peer.id);
-      const again = !error.delivered || IDEMPOTENT.has(req.method);
+      const again = !error.delivered || isReplayable(req.method, (name) => req.headers.has(name));
       if (again && retryable && !req.signal.aborted) return TRY_ANOTHER;
     }
     const detail = error instanceof Error ? error.message : String(error);
