@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { flagValues } from "../shared/cli.ts";
-import { UsageError } from "../shared/errors.ts";
+import { usageError } from "../shared/usage-error.testing.ts";
 import { loadAgentConfig } from "./config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "indranet-agent-config-"));
@@ -15,16 +15,6 @@ const ENV = { INDRANET_SECRET: SECRET };
 
 function load(flags: Record<string, string>, env: Record<string, string> = ENV) {
   return loadAgentConfig({ ...BASE, ...flags }, env);
-}
-
-function usageError(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UsageError);
-    return (error as Error).message;
-  }
-  throw new Error("expected a UsageError");
 }
 
 function secretFile(name: string, text: string, mode: number): string {

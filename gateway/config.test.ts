@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UsageError } from "../shared/errors.ts";
+import { usageError } from "../shared/usage-error.testing.ts";
 import { loadGatewayConfig, parseConfigFile, UNLIMITED_BODY } from "./config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "indranet-gw-config-"));
@@ -22,16 +22,6 @@ function configFile(text: string, mode = 0o600): string {
 
 function load(flags: Record<string, string | boolean>, env: Record<string, string> = {}) {
   return loadGatewayConfig(flags, env);
-}
-
-function usageError(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UsageError);
-    return (error as Error).message;
-  }
-  throw new Error("expected a UsageError");
 }
 
 describe("gateway config", () => {

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UsageError } from "../../shared/errors.ts";
+import { usageError } from "../../shared/usage-error.testing.ts";
 import { loadGatewayConfig } from "../config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "indranet-cluster-config-"));
@@ -20,16 +20,6 @@ function file(name: string, text: string): string {
 }
 
 const LOOPBACK = { bind: "127.0.0.1", dev: true };
-
-function usageError(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(UsageError);
-    return (error as Error).message;
-  }
-  throw new Error("expected a UsageError");
-}
 
 describe("cluster settings", () => {
   test("none without --cluster-redis: one gateway on its own, holding requests for 5 s", () => {
