@@ -34,6 +34,9 @@ export interface PeerRoute {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
 }
 
+/** A peer's answers that mean it did not run the request: the agent left it, or it is draining. */
+const NOT_RUN = new Set(["agent_not_connected", "gateway_shutting_down"]);
+
 /** The peer did not take the request, which may go to another one: nothing reached the client yet. */
 export const TRY_ANOTHER: unique symbol = Symbol("try another peer");
 
@@ -78,7 +81,7 @@ export async function forwardThroughPeer(
         body: route.body,
         signal: req.signal,
       });
-      if (retryable && response.headers.get("x-tunnel-error") === "agent_not_connected") {
+      if (retryable && NOT_RUN.has(response.headers.get("x-tunnel-error") ?? "")) {
         context.stale(route.agentId);
         return TRY_ANOTHER;
       }

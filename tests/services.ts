@@ -47,6 +47,11 @@ export function startEchoService(): EchoService {
           return new Response(patternBytes(Number(arg)), {
             headers: { "content-type": "application/octet-stream" },
           });
+        case "gzip":
+          // Already compressed, as a service that serves .gz files does: it must arrive as sent.
+          return new Response(Bun.gzipSync(patternBytes(Number(arg)) as Uint8Array<ArrayBuffer>), {
+            headers: { "content-type": "application/octet-stream", "content-encoding": "gzip" },
+          });
         case "upload": {
           const body = new Uint8Array(await req.arrayBuffer());
           return Response.json({
