@@ -1,5 +1,6 @@
 // The WebSocket port agents dial: authentication first, then each connection becomes an
 // AgentSession in the registry.
+
 import type { Server, ServerWebSocket } from "bun";
 import { FailureRateLimiter, PROTOCOL_VERSION } from "../shared/auth.ts";
 import { MAX_MESSAGE_BYTES } from "../shared/batch.ts";
@@ -17,6 +18,7 @@ import {
   ProtocolError,
 } from "../shared/protocol.ts";
 import type { Authenticator } from "./authenticate.ts";
+import { sharesPort } from "./reuse-port.ts";
 import { AgentSession } from "./session.ts";
 import type { SessionRegistry } from "./sessions.ts";
 import type { TlsPair } from "./tls.ts";
@@ -83,8 +85,7 @@ export class AgentListener {
       ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
       hostname: options.hostname,
       port: options.port,
-      // A new gateway process starts on the same port while the old one drains (a restart).
-      reusePort: true,
+      reusePort: sharesPort(options.port),
       idleTimeout: HANDSHAKE_IDLE_TIMEOUT_S,
       fetch(req, server) {
         if (new URL(req.url).pathname !== "/") return new Response("not found\n", { status: 404 });

@@ -12,6 +12,7 @@ import { canonicalAddress } from "./config.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 import { bodyToForward, forwardThroughPeer, TRY_ANOTHER } from "./ingress-peer.ts";
 import type { Locator } from "./locate.ts";
+import { sharesPort } from "./reuse-port.ts";
 import type { AgentSession } from "./session.ts";
 import type { SessionRegistry } from "./sessions.ts";
 import type { TlsPair } from "./tls.ts";
@@ -71,8 +72,7 @@ export function startIngress(options: IngressOptions): IngressServer {
     ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
     hostname: options.hostname,
     port: options.port,
-    // A new gateway process starts on the same port while the old one drains (a restart).
-    reusePort: true,
+    reusePort: sharesPort(options.port),
     maxRequestBodySize: options.maxRequestBodyBytes,
     fetch: (req, srv) =>
       options.accepting() ? forward(req, srv, options) : lastOnConnection(req, srv, options),

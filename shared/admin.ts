@@ -42,7 +42,10 @@ export interface AdminOptions {
   metrics: MetricRegistry;
   /** Extra GET routes by exact path, answered with JSON. */
   json?: Record<string, () => unknown>;
-  /** Let a second process listen on the same address while this one drains (a gateway restart). */
+  /**
+   * Let a second process listen on the same address while this one drains (a gateway restart);
+   * never for port 0, where Linux could hand two processes the same "free" port.
+   */
   reusePort?: boolean;
 }
 
@@ -54,7 +57,7 @@ export function startAdmin(options: AdminOptions): Server<undefined> | null {
     server = Bun.serve({
       hostname: address.hostname,
       port: address.port,
-      reusePort: options.reusePort === true,
+      reusePort: options.reusePort === true && address.port !== 0,
       fetch: (req) => answer(req, options),
     });
   } catch (error) {

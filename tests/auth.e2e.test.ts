@@ -13,6 +13,8 @@ const service = startEchoService();
 beforeAll(async () => {
   gateway = await Gateway.start({
     tokens: [DEFAULT_TOKEN, { token: "tok-other", secret: "another-secret-another-secret", agents: ["*"] }],
+    // A refused agent must not be waited for: its id is never routed, not even after a hold.
+    args: ["--hold", "0"],
   });
 });
 

@@ -2,6 +2,7 @@
 // runs, SIGTERM makes the old one close its listeners, send GoAway and finish its streams, the
 // agent moves over, and held requests cover the gap.
 import { afterEach, expect, test } from "bun:test";
+import { freePort } from "./cluster-services.ts";
 import { Agent, Gateway } from "./harness.ts";
 import { startEchoService } from "./services.ts";
 
@@ -37,7 +38,9 @@ async function continuousLoad(gateway: Gateway, agentId: string, stop: Promise<u
 test("a rolling restart under continuous load: no request fails and the agent moves to the new process", async () => {
   const service = startEchoService();
   cleanups.push(() => service.stop(true));
-  const old = await Gateway.start({ args: ["--shutdown-grace", "5"] });
+  // Ports given explicitly, as in production: only those are opened to be shared.
+  const ports = { httpPort: await freePort(), wsPort: await freePort() };
+  const old = await Gateway.start({ ...ports, args: ["--shutdown-grace", "5"] });
   cleanups.push(() => old.stop());
   const agent = await Agent.start(old, { id: "pi-roll", to: service.port });
   cleanups.push(() => agent.stop());
