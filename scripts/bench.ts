@@ -2,15 +2,18 @@
 // everything on loopback. Each round measures every row right after a direct run, so the ratios
 // hold on a shared, noisy machine where absolute figures drift. Prints the table and refreshes
 // docs/PERFORMANCE.md. Then single transfers over a delay relay (a link with a round trip), the
-// tunnel against plain TCP over the same relay; `--only relay` runs just those. `--profile`
-// instead profiles the gateway and the agent run from source.
+// tunnel against plain TCP over the same relay; `--only relay` runs just those. Then requests
+// forwarded between two gateways of a cluster beside the same requests served locally;
+// `--only cluster` runs just those. `--profile` instead profiles the gateway and the agent run from
+// source.
 //
 //   bun scripts/bench.ts [--rounds 3] [--seconds 5] [--transfers 5] [--relay-transfers 5]
-//                        [--only relay] [--profile] [--no-doc]
+//                        [--only relay|cluster] [--profile] [--no-doc]
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { type ClusterRun, measureCluster, renderCluster } from "./bench/cluster.ts";
 import { updateSection } from "./bench/doc.ts";
 import type { Target } from "./bench/load.ts";
 import { median } from "./bench/load.ts";
@@ -72,11 +75,12 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 
 try {
   await installDeps();
-  if (flags.only !== undefined && flags.only !== "relay") {
-    throw new Error(`--only takes "relay", got ${flags.only}`);
+  const only = flags.only;
+  if (only !== undefined && only !== "relay" && only !== "cluster") {
+    throw new Error(`--only takes "relay" or "cluster", got ${only}`);
   }
   if (flags.profile) await profileMain();
-  else if (flags.only === "relay") await relayMain();
+  else if (only) await onlyMain(only);
   else await benchMain();
 } catch (error) {
   console.error(error instanceof Error ? (error.stack ?? error.message) : error);
@@ -172,12 +176,23 @@ async function benchMain(): Promise<void> {
   const elapsed = (performance.now() - started) / 1000;
   console.log("single transfers over the delay relay");
   const relay = await measureRelay(children, dir, rows.direct.port, largeFile, relayTransfers);
+  console.log("requests forwarded between two gateways");
+  const cluster = await measureCluster(children, dir, rows.direct.port, {
+    rounds,
+    seconds: settings.seconds,
+  });
   const results = renderResults(machineLine(machine), pairs, mem, cpu, rounds, settings, elapsed, relay);
-  console.log(`\n${results}\n`);
-  if (!flags["no-doc"]) {
-    updateSection(DOC, "results", results);
-    console.log(`bench: wrote ${DOC}`);
-  }
+  const clusterSection = clusterText(machineLine(machine), cluster);
+  console.log(`\n${results}\n\n${clusterSection}\n`);
+  writeDoc("results", results);
+  writeDoc("cluster", clusterSection);
+}
+
+/** Rewrites one marked section of the doc, unless --no-doc. */
+function writeDoc(section: string, content: string): void {
+  if (flags["no-doc"]) return;
+  updateSection(DOC, section, content);
+  console.log(`bench: wrote the ${section} section of ${DOC}`);
 }
 
 function assertRunning(procs: { name: string; running: boolean; output: string }[]): void {
@@ -248,21 +263,28 @@ function relayText(machine: string, relay: RelayRun): string {
   return [`Single transfers over a delay relay, measured ${machine}.`, "", renderRelay(relay)].join("\n");
 }
 
-/** `--only relay`: the upstream and the relay rows, nothing else. */
-async function relayMain(): Promise<void> {
+/** The cluster rows, between their own markers in the doc (outside the results, with prose after them). */
+function clusterText(machine: string, cluster: ClusterRun): string {
+  return [`Requests forwarded between two gateways, measured ${machine}.`, "", renderCluster(cluster)].join(
+    "\n",
+  );
+}
+
+/** `--only relay` or `--only cluster`: the upstream and that part's rows, nothing else. */
+async function onlyMain(part: "relay" | "cluster"): Promise<void> {
   requireDist();
   const relayTransfers = positive("relay-transfers", flags["relay-transfers"]);
-  const machine = await describeMachine();
-  console.log(`bench: ${machineLine(machine)}`);
+  const cluster = { rounds: positive("rounds", flags.rounds), seconds: positive("seconds", flags.seconds) };
+  const machine = machineLine(await describeMachine());
+  console.log(`bench: ${machine}`);
   const { root, largeFile } = await writeContent(dir);
   const upstreamPort = await startUpstream(children, dir, root);
-  const relay = await measureRelay(children, dir, upstreamPort, largeFile, relayTransfers);
-  const section = relayText(machineLine(machine), relay);
+  const section =
+    part === "relay"
+      ? relayText(machine, await measureRelay(children, dir, upstreamPort, largeFile, relayTransfers))
+      : clusterText(machine, await measureCluster(children, dir, upstreamPort, cluster));
   console.log(`\n${section}\n`);
-  if (!flags["no-doc"]) {
-    updateSection(DOC, "relay", section);
-    console.log(`bench: wrote ${DOC}`);
-  }
+  writeDoc(part, section);
 }
 
 async function profileMain(): Promise<void> {
@@ -279,8 +301,5 @@ async function profileMain(): Promise<void> {
     summary,
   ].join("\n");
   console.log(`\n${section}\n`);
-  if (!flags["no-doc"]) {
-    updateSection(DOC, "profile", section);
-    console.log(`bench: wrote ${DOC}`);
-  }
+  writeDoc("profile", section);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages `make bench` needs, and only those that are missing: nginx (the
 # upstream and the reverse-proxy row), wrk (the load), OpenSSH server and client (the `ssh -R`
-# rows) and curl (the 64 MiB transfers). Quick and silent when everything is already present.
+# rows), curl (the 64 MiB transfers) and redis-server (the cluster rows' directory). Quick and
+# silent when everything is already present.
 set -euo pipefail
 
 installed() {
@@ -15,6 +16,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v curl >/dev/null || missing+=(curl)
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server)
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
@@ -32,7 +34,7 @@ fi
 
 echo "install-bench-deps: installing ${missing[*]}"
 # sudo drops the environment, so pass the setting through env. policy-rc.d keeps Debian's
-# maintainer scripts from starting nginx and sshd as system services: the bench runs its own
+# maintainer scripts from starting nginx, sshd and Redis as system services: the bench runs its own
 # instances on ephemeral loopback ports and nothing should stay listening afterwards.
 apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q)
 policy=/usr/sbin/policy-rc.d

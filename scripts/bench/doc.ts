@@ -12,6 +12,9 @@ const SKELETON = `# Performance
 <!-- bench:results:begin -->
 <!-- bench:results:end -->
 
+<!-- bench:cluster:begin -->
+<!-- bench:cluster:end -->
+
 ## Where the time goes
 
 <!-- bench:profile:begin -->

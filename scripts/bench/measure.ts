@@ -49,7 +49,8 @@ export async function measure(
   };
 }
 
-async function track<T>(watch: Record<string, number>, work: () => Promise<T>) {
+/** Runs `work` and the CPU seconds each watched process (name → pid) used meanwhile. */
+export async function track<T>(watch: Record<string, number>, work: () => Promise<T>) {
   const before = readAll(watch);
   const result = await work();
   const after = readAll(watch);

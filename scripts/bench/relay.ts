@@ -10,7 +10,7 @@ import { download, median, type Target, upload } from "./load.ts";
 import { LARGE_BYTES } from "./nginx.ts";
 import { memory } from "./procfs.ts";
 import type { Children } from "./procs.ts";
-import { markdownTable } from "./report.ts";
+import { fmt, markdownTable } from "./report.ts";
 import { fromDist, startTunnel } from "./tunnel.ts";
 
 export const RELAY_RTTS_MS = [20, 100];
@@ -114,8 +114,6 @@ export async function measureRelay(
   }
   return { pairs, peakMiB, transfers, seconds: (performance.now() - started) / 1000 };
 }
-
-const fmt = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : "fail");
 
 interface RelaySummary {
   rttMs: number;

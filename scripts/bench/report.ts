@@ -86,7 +86,9 @@ export function summarize(pairs: Pair[]): RowSummary[] {
   ];
 }
 
-const fmt = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : "fail");
+/** A figure with `digits` decimals, or "fail" where a run failed (NaN). */
+export const fmt = (value: number, digits: number) =>
+  Number.isFinite(value) ? value.toFixed(digits) : "fail";
 const signed = (value: number) =>
   Number.isFinite(value) ? `${value >= 0 ? "+" : ""}${value.toFixed(3)}` : "fail";
 
