@@ -258,9 +258,10 @@ class Dial {
   async #stop(): Promise<void> {
     if (this.#phase.kind === "ready") {
       const { tunnel } = this.#phase;
-      await finishStreams(tunnel, this.#run.config.shutdownGraceMs, this.#prefix);
+      const idle = await finishStreams(tunnel, this.#run.config.shutdownGraceMs, this.#prefix);
       // Through the connection, so that the last frames of this turn leave before the close.
-      tunnel.close(1000, "agent stopping");
+      if (idle) tunnel.closeFinished("agent stopping");
+      else tunnel.close(1001, "agent stopping");
     } else {
       this.#ws.close(1000, "agent stopping");
     }
@@ -290,7 +291,7 @@ class Dial {
     tunnels.add(tunnel);
     tunnel.onGoAway = () => {
       this.#settle({ kind: "goaway" });
-      void tunnel.whenIdle().then(() => tunnel.close(1000, "finished after the gateway's GoAway"));
+      void tunnel.whenIdle().then(() => tunnel.closeFinished("finished after the gateway's GoAway"));
     };
     tunnel.startHeartbeat(connected.heartbeatIntervalMs);
     log.success(`${this.#prefix}tunnel ready: ${connected.url} → http://${config.to.host}:${config.to.port}`);
@@ -348,16 +349,16 @@ function certificateProblem(event: Event): string | null {
   );
 }
 
-/** Stopping: refuse new streams and give those in flight up to `graceMs` to finish. */
-async function finishStreams(tunnel: TunnelConnection, graceMs: number, prefix: string): Promise<void> {
+/** Stopping: refuse new streams and give those in flight up to `graceMs`; true when all finished. */
+async function finishStreams(tunnel: TunnelConnection, graceMs: number, prefix: string): Promise<boolean> {
   tunnel.drain();
   const busy = tunnel.httpStreams;
-  if (busy === 0) return;
+  if (busy === 0) return true;
   log.info(`${prefix}finishing ${busy} stream(s) in flight, up to ${graceMs / 1000} s`);
   const idle = tunnel.whenIdle().then(() => true);
-  if (!(await Promise.race([idle, Bun.sleep(graceMs).then(() => false)]))) {
-    log.warn(`${prefix}grace period over: cutting ${tunnel.httpStreams} stream(s) still in flight`);
-  }
+  if (await Promise.race([idle, Bun.sleep(graceMs).then(() => false)])) return true;
+  log.warn(`${prefix}grace period over: cutting ${tunnel.httpStreams} stream(s) still in flight`);
+  return false;
 }
 
 type FirstMessage = { kind: "connected"; connected: Connected } | { kind: "refused"; error: ConnectError };

@@ -73,6 +73,14 @@ export class TunnelConnection extends Multiplexer<AgentStream> implements Exchan
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /**
+   * Closes with 1000 when no request is running here, so the gateway may send again whatever this
+   * connection has not answered (none of it ran); 1001 when a request would be cut.
+   */
+  closeFinished(reason: string): void {
+    this.close(this.httpStreams === 0 ? 1000 : 1001, reason);
+  }
+
   /** The agent is stopping: new requests are refused (503 at the gateway), running ones go on. */
   drain(): void {
     this.#draining = true;

@@ -105,9 +105,9 @@ export class AgentListener {
         drain(ws) {
           if (ws.data.stage.kind === "admitted") ws.data.stage.session.drained();
         },
-        close: (ws) => {
+        close: (ws, code) => {
           this.#stopWaiting(ws);
-          if (ws.data.stage.kind === "admitted") ws.data.stage.session.closedByPeer();
+          if (ws.data.stage.kind === "admitted") ws.data.stage.session.closedByPeer(code);
         },
       },
     });

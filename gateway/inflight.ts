@@ -28,6 +28,8 @@ export interface StreamCarrier {
   whenWritable(): Promise<void>;
   /** Called once when the stream is finished, however it ended. */
   forget(stream: GatewayStream): void;
+  /** The agent refused a request because it is stopping: it takes no more. */
+  agentStopping(): void;
 }
 
 export interface StreamInit {
@@ -61,6 +63,11 @@ export class GatewayStream {
   /** Response-body bytes delivered to the client, for the access log. */
   bytesOut = 0;
   status = 0;
+  /**
+   * Set when the agent declined the request, stopping, before it ran it: another session may
+   * take it (the ingress sends it again when it still has the body).
+   */
+  declined = false;
   /** Called once when the stream is over, body included (the access log and metrics). */
   onFinished: ((stream: GatewayStream) => void) | undefined;
 
@@ -161,6 +168,7 @@ export class GatewayStream {
   }
 
   onClose(message: TunnelClose): void {
+    if (message.reason === TunnelClose_Reason.SHUTTING_DOWN) this.#carrier.agentStopping();
     const code = CLOSE_STATUS[message.reason] ?? "agent_error";
     this.fail(ingressError(code, message.message));
   }
@@ -172,6 +180,7 @@ export class GatewayStream {
     this.sendWindow.close();
     if (this.status === 0) {
       this.status = error.status;
+      this.declined = error.code === "agent_shutting_down";
       this.#head.resolve(error.toResponse(this.requestId));
       return this.#finish();
     }

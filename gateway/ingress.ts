@@ -11,7 +11,7 @@ import { ABSENT_HEADER, HOP_HEADER, verifyHop } from "./cluster/hop.ts";
 import { canonicalAddress } from "./config.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 import { bodyToForward, forwardThroughPeer, TRY_ANOTHER } from "./ingress-peer.ts";
-import type { Locator } from "./locate.ts";
+import type { Locator, Target } from "./locate.ts";
 import { sharesPort } from "./reuse-port.ts";
 import type { AgentSession } from "./session.ts";
 import type { SessionRegistry } from "./sessions.ts";
@@ -59,9 +59,6 @@ const FORWARDING_HEADERS = new Set([
   "x-request-id",
 ]);
 
-/** A request whose agent moved between gateways follows it this many times at most. */
-const MAX_PEER_ATTEMPTS = 3;
-
 /** Between gateways only: never passed on to an agent. */
 const CLUSTER_HEADERS = new Set([HOP_HEADER, ABSENT_HEADER]);
 
@@ -96,45 +93,74 @@ async function forward(
   const agentId = options.route(host);
   if (agentId === null) return refuse(ingressError("unknown_host", host ?? "no Host header"));
   const via = fromPeer(req, agentId, options);
-  let session = options.registry.pick(agentId);
-  /** The body, when it was read while looking for a peer. */
-  let buffered: Uint8Array | null | undefined;
-  if (!session) {
-    // A draining gateway still answers the requests that reach it, from its sessions while they
-    // last; a request that would have to wait for an agent is better retried elsewhere.
-    if (!options.accepting()) return refuse(ingressError("gateway_shutting_down"), agentId);
-    // The forwarding gateway holds or looks elsewhere itself: a hop never goes on, nor waits here.
-    if (via !== null) return refuse(ingressError("agent_not_connected", agentId), agentId);
-    let target = await options.locator.locate(agentId, req.signal);
-    // Read once: a buffered body may go to a second peer, or to an agent that moved here.
-    const body = target.kind === "peer" && !wantsWebSocket(req) ? await bodyToForward(req) : undefined;
-    for (let attempt = 1; target.kind === "peer"; attempt++) {
+  const session = options.registry.pick(agentId);
+  let target: Target = session ? { kind: "local", session } : await elsewhere(req, agentId, via, options);
+  /** The body once read: a buffered one may go to a second peer or session. */
+  let body: Uint8Array | ReadableStream<Uint8Array> | null | undefined;
+  const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);
+  for (let attempt = 1; ; attempt++) {
+    const last = attempt === MAX_ATTEMPTS;
+    if (target.kind === "refused") return refuse(target.error, agentId);
+    if (target.kind === "peer") {
+      if (body === undefined && !wantsWebSocket(req)) body = await bodyToForward(req);
       const route = { agentId, host: host ?? "", peer: target.peer, startedAt, body: body ?? null };
       const answer = await forwardThroughPeer(req, server, route, peerContext(options));
       if (answer !== TRY_ANOTHER) return answer;
-      if (attempt === MAX_PEER_ATTEMPTS)
-        return refuse(ingressError("peer_error", "no gateway took the request"), agentId);
-      target = await options.locator.locate(agentId, req.signal);
+      if (last) return refuse(ingressError("peer_error", "no gateway took the request"), agentId);
+    } else {
+      const buffered = body instanceof ReadableStream ? undefined : body;
+      const routed = {
+        session: target.session,
+        agentId,
+        host: host ?? "",
+        via,
+        startedAt,
+        contentLength,
+        buffered,
+        last,
+      };
+      const answer = await throughSession(req, server, options, routed);
+      if (answer !== TRY_ANOTHER) return answer;
+      body = routed.buffered;
     }
-    if (target.kind === "refused") return refuse(target.error, agentId);
-    session = target.session;
-    if (body !== undefined && !(body instanceof ReadableStream)) buffered = body;
+    target = await elsewhere(req, agentId, via, options);
   }
-  const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);
-  if (contentLength > options.maxRequestBodyBytes) return refuse(ingressError("payload_too_large"), agentId);
+}
+
+/** A request goes to another peer or session at most this many times in all. */
+const MAX_ATTEMPTS = 3;
+
+/** Where a request goes when no session here takes it: a peer, a held wait, or a refusal. */
+async function elsewhere(
+  req: Request,
+  agentId: string,
+  via: string | null,
+  options: IngressOptions,
+): Promise<Target> {
+  const session = options.registry.pick(agentId);
+  if (session) return { kind: "local", session };
+  // A draining gateway still answers the requests that reach it, from its sessions while they
+  // last; a request that would have to wait for an agent is better retried elsewhere.
+  if (!options.accepting()) return { kind: "refused", error: ingressError("gateway_shutting_down") };
+  // The forwarding gateway holds or looks elsewhere itself: a hop never goes on, nor waits here.
+  if (via !== null) return { kind: "refused", error: ingressError("agent_not_connected", agentId) };
+  return options.locator.locate(agentId, req.signal);
+}
+
+/** The limits a session applies, then the request through it. */
+function throughSession(
+  req: Request,
+  server: IngressServer,
+  options: IngressOptions,
+  routed: Routed,
+): Promise<Response | undefined | typeof TRY_ANOTHER> | Response {
+  const refuse = (error: IngressError) => answered(req, routed.agentId, error, routed.startedAt, options);
+  if (routed.contentLength > options.maxRequestBodyBytes) return refuse(ingressError("payload_too_large"));
   // WebSocket streams hold a window each way too: they count against the same limit.
-  if (session.streams.size >= options.maxStreamsPerAgent) {
-    return refuse(ingressError("too_many_streams", `${options.maxStreamsPerAgent} in flight`), agentId);
+  if (routed.session.streams.size >= options.maxStreamsPerAgent) {
+    return refuse(ingressError("too_many_streams", `${options.maxStreamsPerAgent} in flight`));
   }
-  return throughTunnel(req, server, options, {
-    session,
-    agentId,
-    host: host ?? "",
-    via,
-    startedAt,
-    contentLength,
-    buffered,
-  });
+  return throughTunnel(req, server, options, routed);
 }
 
 interface Routed {
@@ -145,8 +171,13 @@ interface Routed {
   via: string | null;
   startedAt: number;
   contentLength: number;
-  /** The body, already read (null for none); undefined when it is still to be read from `req`. */
+  /**
+   * The body, already read (null for none); undefined when it is still to be read from `req`.
+   * Set once read inline, so that a request the agent declined can be sent again.
+   */
   buffered: Uint8Array | null | undefined;
+  /** No further attempt follows: a declined request is answered as it is. */
+  last: boolean;
 }
 
 /** The sending gateway's id when the request is a valid hop from a peer, else null. */
@@ -174,7 +205,7 @@ async function throughTunnel(
   server: IngressServer,
   options: IngressOptions,
   routed: Routed,
-): Promise<Response | undefined> {
+): Promise<Response | undefined | typeof TRY_ANOTHER> {
   const { session, agentId, host, via, startedAt, contentLength, buffered } = routed;
   // A forwarded request keeps the id its first gateway gave it, so both access logs agree.
   const requestId = (via !== null && req.headers.get("x-request-id")) || crypto.randomUUID();
@@ -195,6 +226,8 @@ async function throughTunnel(
 
   const url = new URL(req.url);
   stream.onFinished = (done) => {
+    // A request declined by a stopping agent is sent again: only its last answer is logged.
+    if (done.declined && !routed.last && routed.buffered !== undefined) return;
     // Once the stream is over, what is left for the client sits in Bun's buffers: Bun's own
     // timer takes over again, so a client that stopped reading does not hold it for ever.
     restoreSendTimeout(server, req, options.idleTimeoutMs);
@@ -225,6 +258,7 @@ async function throughTunnel(
     return stream.response;
   }
   if (inline === CUT || stream.finished) return stream.response;
+  if (inline !== null) routed.buffered = inline;
   session.send(
     encodeRequest({
       streamId: stream.streamId,
@@ -239,7 +273,11 @@ async function throughTunnel(
   );
   if (inline !== null) stream.requestSent();
   else if (req.body) void stream.pumpRequestBody(req.body);
-  return stream.response;
+  const response = await stream.response;
+  // Declined by an agent that is stopping, before it ran: another session (or the agent back
+  // from its restart) takes it, when the body is still at hand.
+  if (stream.declined && !routed.last && inline !== null) return TRY_ANOTHER;
+  return response;
 }
 
 /**

@@ -40,7 +40,9 @@ export class Locator {
     const now = Date.now();
     let location = await directory?.locate(agentId);
     if (location?.kind === "peers") return peerOf(location.peers);
-    if (!this.#holds.shouldHold(agentId, now, clusterHint(location))) {
+    // Sessions that are all stopping: the agent is restarting, and is worth waiting for.
+    const restarting = this.#registry.sessionsFor(agentId).length > 0;
+    if (!restarting && !this.#holds.shouldHold(agentId, now, clusterHint(location))) {
       const code = location?.kind === "unavailable" ? "cluster_unavailable" : "agent_not_connected";
       return { kind: "refused", error: ingressError(code, agentId) };
     }

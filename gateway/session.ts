@@ -26,6 +26,8 @@ export class AgentSession extends Multiplexer<SessionStream> implements StreamCa
   probeDeadline = 0;
   /** HTTP streams open: a draining gateway waits for these, not for WebSockets. */
   httpStreams = 0;
+  /** Set once the agent refused a request because it is stopping: no new request goes to it. */
+  stopping = false;
 
   readonly #socket: AgentSocket;
   #nextStreamId = 1;
@@ -75,6 +77,10 @@ export class AgentSession extends Multiplexer<SessionStream> implements StreamCa
     super.receive(message);
   }
 
+  agentStopping(): void {
+    this.stopping = true;
+  }
+
   /** Called by the listener when Bun drains the socket. */
   drained(): void {
     this.#socket.drained();
@@ -94,13 +100,18 @@ export class AgentSession extends Multiplexer<SessionStream> implements StreamCa
     this.send(encodeClose(streamId, TunnelClose_Reason.PROTOCOL_ERROR, "gateway error"));
   }
 
-  /** Every stream still open ends with 502 (a broken body once its head went out). */
+  /**
+   * Every stream still open ends with 502 (a broken body once its head went out). An agent that
+   * closes with 1000 closes only once it runs no request: a stream it has not answered then never
+   * reached it, and is declined (503, which the ingress turns into a retry).
+   */
   protected onClosed(): void {
     this.#socket.drained();
     const streams = [...this.streams.values()];
     this.streams.clear();
     this.httpStreams = 0;
-    for (const stream of streams) stream.fail(ingressError("agent_disconnected"));
+    const error = ingressError(this.peerCloseCode === 1000 ? "agent_shutting_down" : "agent_disconnected");
+    for (const stream of streams) stream.fail(error);
     this.#onClosed(this);
   }
 

@@ -79,7 +79,8 @@ export class SessionRegistry {
     list.push(session);
     this.#byId.set(session.info.agentId, list);
     this.#perToken.set(session.info.token, this.countForToken(session.info.token) + 1);
-    if (list.length === 1) for (const observer of this.#observers) observer.arrived(session.info.agentId);
+    // Every arrival, not only the first: the others may all be stopping (an agent restarting).
+    for (const observer of this.#observers) observer.arrived(session.info.agentId);
   }
 
   remove(session: AgentSession): void {
@@ -97,15 +98,17 @@ export class SessionRegistry {
   }
 
   /**
-   * The session for the next request: sessions under probation are skipped; the others take
-   * turns, so several connections for one id share the load.
+   * The session for the next request: sessions of a stopping agent are never picked, sessions
+   * under probation only when nothing else is left; the others take turns, so several
+   * connections for one id share the load.
    */
   pick(agentId: string): AgentSession | undefined {
     const list = this.#byId.get(agentId);
     if (!list) return undefined;
-    if (list.length === 1) return list[0];
-    const live = list.filter((s) => s.probeDeadline === 0 && !s.closed);
-    if (live.length === 0) return list[list.length - 1];
+    if (list.length === 1) return list[0]?.stopping ? undefined : list[0];
+    const open = list.filter((s) => !s.stopping);
+    const live = open.filter((s) => s.probeDeadline === 0 && !s.closed);
+    if (live.length === 0) return open[open.length - 1];
     this.#roundRobin = (this.#roundRobin + 1) % 0x7fffffff;
     return live[this.#roundRobin % live.length];
   }

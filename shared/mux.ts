@@ -86,6 +86,8 @@ export abstract class Multiplexer<S extends MuxStream> {
   #flushScheduled = false;
   #writers: (() => void)[] = [];
   #closed = false;
+  /** The close code the peer sent, once it closed the connection (undefined when this side did). */
+  protected peerCloseCode: number | undefined;
   #pingSeq = 0;
   #pingsInFlight = new Map<number, number>();
 
@@ -192,10 +194,11 @@ export abstract class Multiplexer<S extends MuxStream> {
     this.closedByPeer();
   }
 
-  /** The socket is gone (either side closed it). */
-  closedByPeer(): void {
+  /** The socket is gone (either side closed it), with the peer's close code when it closed it. */
+  closedByPeer(code?: number): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.peerCloseCode = code;
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#credit.clear();

@@ -150,7 +150,7 @@ describe("answers when the tunnel cannot deliver", () => {
       return r;
     }, 20_000);
     expect(res.status).toBe(201);
-  });
+  }, 40_000);
 
   test("an agent that goes silent is dropped by the gateway and its streams end with 502", async () => {
     const service = startEchoService();

@@ -111,7 +111,7 @@ describe("SIGTERM", () => {
     expect(await gateway.proc.exited(15_000)).toBe(0);
   }, 30_000);
 
-  test("the agent finishes a slow response, refuses new streams, then exits 0", async () => {
+  test("the agent finishes a slow response, then exits 0; a request meanwhile waits for its successor", async () => {
     const service = startSlowService();
     const gateway = await gatewayFor();
     const agent = await agentFor(gateway, service.port as number, { args: ["--shutdown-grace", "20"] });
@@ -119,12 +119,30 @@ describe("SIGTERM", () => {
 
     agent.proc.child.kill("SIGTERM");
     await agent.proc.waitFor(/finishing 1 stream/);
-    const refused = await gateway.fetch("pi-life", "/quick");
-    expect(refused.status).toBe(503);
-    expect(refused.headers.get("x-tunnel-error")).toBe("agent_shutting_down");
+    // The stopping agent declines it (nothing ran); the gateway holds it for the agent's return.
+    const waiting = gateway.fetch("pi-life", "/quick");
+    await Bun.sleep(200);
+    const successor = await agentFor(gateway, service.port as number);
+    const answer = await waiting;
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toBe("quick");
 
     expect(await rest).toBe(FIRST + REST);
     expect(await agent.proc.exited(15_000)).toBe(0);
+    await successor.stop();
+  }, 30_000);
+
+  test("a request for an agent that stopped for good fails once the hold is over", async () => {
+    const service = startSlowService();
+    const gateway = await gatewayFor({ args: ["--hold", "1"] });
+    const agent = await agentFor(gateway, service.port as number, { args: ["--shutdown-grace", "20"] });
+    const { rest } = await startSlowRequest(gateway);
+    agent.proc.child.kill("SIGTERM");
+    await agent.proc.waitFor(/finishing 1 stream/);
+    const refused = await gateway.fetch("pi-life", "/quick");
+    expect(refused.status).toBe(502);
+    expect(refused.headers.get("x-tunnel-error")).toBe("agent_gone");
+    expect(await rest).toBe(FIRST + REST);
   }, 30_000);
 });
 

@@ -62,6 +62,7 @@ export class ClusterDirectory implements RegistryObserver {
   #timer: Timer | undefined;
   readonly #urls = new Map<string, string>();
   readonly #located = new Map<string, { peers: Peer[]; at: number }>();
+  readonly #lookups = new Map<string, Promise<Location>>();
   readonly #suspects = new Map<string, number>();
   /** The live gateways as of the last refresh. */
   liveGateways: Peer[] = [];
@@ -140,6 +141,19 @@ export class ClusterDirectory implements RegistryObserver {
     }
     const client = this.#client;
     if (!client || !this.#available) return { kind: "unavailable" };
+    // Requests for one agent arriving together share one lookup.
+    const pending = this.#lookups.get(agentId);
+    if (pending) return pending;
+    const lookup = this.#lookup(client, agentId, now);
+    this.#lookups.set(agentId, lookup);
+    try {
+      return await lookup;
+    } finally {
+      this.#lookups.delete(agentId);
+    }
+  }
+
+  async #lookup(client: RedisClient, agentId: string, now: number): Promise<Location> {
     try {
       const [ids, left] = (await timed(
         Promise.all([
