@@ -1,6 +1,6 @@
 // The connected agents as the admin API lists them (`GET /api/agents`), and the table
 // `gateway-tunnel agents` prints from that list.
-import { adminUrl } from "../shared/admin.ts";
+import { type AdminTarget, adminGet } from "./admin-client.ts";
 import type { ClusterDirectory } from "./cluster/directory.ts";
 import type { SessionRegistry } from "./sessions.ts";
 
@@ -47,19 +47,8 @@ export async function clusterView(directory: ClusterDirectory | undefined): Prom
   };
 }
 
-/** A fetch to a gateway that is not there must not hang the command. */
-const FETCH_TIMEOUT_MS = 5_000;
-
-export async function fetchAgents(address: { hostname: string; port: number }): Promise<AgentEntry[]> {
-  const url = `${adminUrl(address.hostname, address.port)}/api/agents`;
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
-  } catch (error) {
-    throw new Error(`cannot reach ${url}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-  if (!res.ok) throw new Error(`${url} answered ${res.status}`);
-  return (await res.json()) as AgentEntry[];
+export async function fetchAgents(target: AdminTarget): Promise<AgentEntry[]> {
+  return (await (await adminGet(target, "/api/agents")).json()) as AgentEntry[];
 }
 
 export function formatAgents(agents: AgentEntry[], now = Date.now()): string {

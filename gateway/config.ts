@@ -23,6 +23,7 @@ import { UsageError } from "../shared/errors.ts";
 import type { LogFormat } from "../shared/log.ts";
 import type { TokenEntry } from "./authenticate.ts";
 import { type ClusterConfig, type ClusterFileTable, resolveCluster } from "./cluster/config.ts";
+import { readAgentTables, resolveAdminToken } from "./inspect/config.ts";
 import { readTlsPair, type TlsFiles, type TlsPair } from "./tls.ts";
 
 export type { TokenEntry };
@@ -52,6 +53,14 @@ export interface GatewayConfig {
   tls?: TlsFiles & TlsPair;
   /** Set when this gateway is one of several sharing a Redis directory. */
   cluster?: ClusterConfig;
+  /** Exchanges the inspector keeps; 0 turns it off. */
+  inspect: number;
+  /** Bytes of each body the inspector keeps; 0 for heads only. */
+  inspectBody: number;
+  /** Agent ids whose bodies the inspector never keeps ([agents."id"] inspect = false). */
+  inspectOff: string[];
+  /** Asked for by the admin listener's API and page; required off loopback. */
+  adminToken?: string;
   /** Front proxies whose X-Forwarded-* headers are kept (XFF is appended to); canonical addresses. */
   trustedProxies: string[];
   dev: boolean;
@@ -108,7 +117,16 @@ const address = textKind("a listen address such as 0.0.0.0 or ::", (text) =>
 
 type Scalars = Omit<
   GatewayConfig,
-  "tokens" | "tls" | "cluster" | "trustedProxies" | "dev" | "configPath" | "warnings" | "devCredentials"
+  | "tokens"
+  | "tls"
+  | "cluster"
+  | "trustedProxies"
+  | "dev"
+  | "configPath"
+  | "warnings"
+  | "devCredentials"
+  | "inspectOff"
+  | "adminToken"
 >;
 
 /**
@@ -116,6 +134,7 @@ type Scalars = Omit<
  * [cluster] table, read with its flags and variables.
  */
 type FileConfig = Omit<Partial<GatewayConfig>, "cluster"> & {
+  adminTokenFile?: string;
   tlsCert?: string;
   tlsKey?: string;
   cluster?: ClusterFileTable;
@@ -200,6 +219,20 @@ const FIELDS: { [K in keyof Scalars]: Field<Scalars[K]> } = {
     fallback: DEFAULT_ADMIN,
   },
   holdMs: { flag: "hold", env: "INDRANET_HOLD", key: "hold", kind: secondsOrNever, fallback: 5_000 },
+  inspect: {
+    flag: "inspect",
+    env: "INDRANET_INSPECT",
+    key: "inspect",
+    kind: integerKind("a number of exchanges from 0 (off) to 100000", 0, 100_000),
+    fallback: 200,
+  },
+  inspectBody: {
+    flag: "inspect-body",
+    env: "INDRANET_INSPECT_BODY",
+    key: "inspect_body",
+    kind: integerKind("a number of bytes from 0 (heads only) to 16777216", 0, 16 * 1024 * 1024),
+    fallback: 64 * 1024,
+  },
 };
 
 const FIELD_ENTRIES = Object.entries(FIELDS) as [keyof Scalars, Field<unknown>][];
@@ -210,6 +243,8 @@ const FILE_KEYS = [
   "trusted_proxies",
   "tokens",
   "cluster",
+  "agents",
+  "admin_token_file",
 ];
 const TOKEN_KEYS = ["token", "secret", "secret_file", "agents"];
 
@@ -223,8 +258,19 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
   const tls = resolveTls(flags, env, file, configFile?.text ?? "", warnings);
   const fileInfo = { path: configFile?.text ?? "", mode: file.mode ?? 0o600 };
   const cluster = resolveCluster(flags, env, file.cluster, fileInfo, warnings);
+  const scalars = resolveScalars(flags, env, file);
+  const adminToken = resolveAdminToken(
+    flags,
+    env,
+    file.adminTokenFile,
+    fileInfo.path,
+    scalars.admin,
+    warnings,
+  );
   const config: GatewayConfig = {
-    ...resolveScalars(flags, env, file),
+    ...scalars,
+    inspectOff: file.inspectOff ?? [],
+    ...(adminToken ? { adminToken } : {}),
     ...(tls ? { tls } : {}),
     ...(cluster ? { cluster } : {}),
     trustedProxies: resolveTrustedProxies(flags, env, file),
@@ -320,6 +366,16 @@ export function parseConfigFile(path: string): FileConfig {
     if (key === "cluster") {
       if (!isTable(value)) throw new UsageError(`${path}: cluster must be a table, written [cluster]`);
       config.cluster = value;
+      continue;
+    }
+    if (key === "agents") {
+      config.inspectOff = readAgentTables(path, value);
+      continue;
+    }
+    if (key === "admin_token_file") {
+      if (typeof value !== "string" || value === "")
+        throw new UsageError(`${path}: admin_token_file must be a file path`);
+      config.adminTokenFile = value;
       continue;
     }
     if (key === "tokens") {

@@ -42,6 +42,11 @@ export class IngressError extends Error {
     this.status = status;
   }
 
+  /** The one-line body of the answer. */
+  get text(): string {
+    return `${this.status} ${this.message}\n`;
+  }
+
   toResponse(requestId?: string): Response {
     const headers: Record<string, string> = {
       "content-type": "text/plain; charset=utf-8",
@@ -49,7 +54,7 @@ export class IngressError extends Error {
     };
     if (requestId) headers["x-request-id"] = requestId;
     if (this.status === 503) headers["retry-after"] = "1";
-    return new Response(`${this.status} ${this.message}\n`, { status: this.status, headers });
+    return new Response(this.text, { status: this.status, headers });
   }
 }
 

@@ -13,6 +13,7 @@ import { endToEndHeaders } from "../shared/headers.ts";
 import { encodeClose, keepable, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
 import { streamStats } from "../shared/stream-stats.ts";
 import { type IngressError, ingressError } from "./errors.ts";
+import type { Capture } from "./inspect/capture.ts";
 
 /** What a stream needs from the agent connection that carries it. */
 export interface StreamCarrier {
@@ -68,6 +69,10 @@ export class GatewayStream {
    * take it (the ingress sends it again when it still has the body).
    */
   declined = false;
+  /** The gateway's own error code when it ended the stream, else "". */
+  error = "";
+  /** Set when the inspector records this exchange. */
+  capture: Capture | undefined;
   /** Called once when the stream is over, body included (the access log and metrics). */
   onFinished: ((stream: GatewayStream) => void) | undefined;
 
@@ -142,6 +147,8 @@ export class GatewayStream {
     this.status = message.status;
     if (message.window > 0) this.sendWindow.grant(message.window);
     headers.set("x-request-id", this.requestId);
+    this.capture?.responseHead(headers);
+    if (message.body.byteLength > 0) this.capture?.responseBody(message.body);
     if (message.endStream) {
       this.bytesOut = message.body.byteLength;
       this.#head.resolve(
@@ -159,7 +166,10 @@ export class GatewayStream {
 
   onData(message: TunnelData): void {
     if (this.status === 0) return this.#protocolViolation("data before the response head");
-    if (message.payload.byteLength > 0) this.#accept(message.payload);
+    if (message.payload.byteLength > 0) {
+      this.capture?.responseBody(message.payload);
+      this.#accept(message.payload);
+    }
     this.#touch();
     if (message.endStream) {
       this.#ended = true;
@@ -178,10 +188,14 @@ export class GatewayStream {
     if (this.#finished) return;
     clearTimeout(this.#headTimer);
     this.sendWindow.close();
+    this.error = error.code;
     if (this.status === 0) {
       this.status = error.status;
       this.declined = error.code === "agent_shutting_down";
-      this.#head.resolve(error.toResponse(this.requestId));
+      const response = error.toResponse(this.requestId);
+      this.capture?.responseHead(response.headers);
+      this.capture?.responseBody(new TextEncoder().encode(error.text));
+      this.#head.resolve(response);
       return this.#finish();
     }
     // The whole body has arrived: the client may still read it to the end.
@@ -203,6 +217,7 @@ export class GatewayStream {
     this.#sendClose(TunnelClose_Reason.CANCELLED, "client went away");
     this.sendWindow.close();
     // Nobody reads this answer, but Bun's handler must settle, and the access log shows why.
+    this.error = "client_closed";
     if (this.status === 0) {
       const error = ingressError("client_closed");
       this.status = error.status;
@@ -224,6 +239,7 @@ export class GatewayStream {
           this.requestSent();
           return;
         }
+        this.capture?.requestBody(value);
         if (!(await this.#sendUnderCredit(value))) break;
       }
       await reader.cancel();

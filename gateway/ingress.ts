@@ -11,6 +11,7 @@ import { ABSENT_HEADER, HOP_HEADER, verifyHop } from "./cluster/hop.ts";
 import { canonicalAddress } from "./config.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 import { bodyToForward, forwardThroughPeer, TRY_ANOTHER } from "./ingress-peer.ts";
+import { type Inspector, REPLAY_HEADER } from "./inspect/inspector.ts";
 import type { Locator, Target } from "./locate.ts";
 import { sharesPort } from "./reuse-port.ts";
 import type { AgentSession } from "./session.ts";
@@ -47,6 +48,8 @@ export interface IngressOptions {
   /** Maps a Host header to an agent id, or null when the host is not ours. */
   route: (host: string | null) => string | null;
   accepting: () => boolean;
+  /** Keeps the last exchanges for the admin API, when on. */
+  inspector: Inspector | undefined;
   /** Told of every request once its response is over: the access log and the metrics. */
   observe: (exchange: Exchange) => void;
 }
@@ -59,8 +62,8 @@ const FORWARDING_HEADERS = new Set([
   "x-request-id",
 ]);
 
-/** Between gateways only: never passed on to an agent. */
-const CLUSTER_HEADERS = new Set([HOP_HEADER, ABSENT_HEADER]);
+/** Between gateways, or from the inspector to the ingress: never passed on to an agent. */
+const INTERNAL_HEADERS = new Set([HOP_HEADER, ABSENT_HEADER, REPLAY_HEADER]);
 
 export type IngressServer = Server<IngressSocketData>;
 
@@ -228,6 +231,7 @@ async function throughTunnel(
   stream.onFinished = (done) => {
     // A request declined by a stopping agent is sent again: only its last answer is logged.
     if (done.declined && !routed.last && routed.buffered !== undefined) return;
+    done.capture?.finish(done.status, done.error);
     // Once the stream is over, what is left for the client sits in Bun's buffers: Bun's own
     // timer takes over again, so a client that stopped reading does not hold it for ever.
     restoreSendTimeout(server, req, options.idleTimeoutMs);
@@ -243,6 +247,8 @@ async function throughTunnel(
     });
   };
   const headers = requestHeaders(req, server, options, host, stream.requestId, via);
+  if (options.inspector)
+    stream.capture = beginCapture(options.inspector, req, agentId, stream.requestId, headers);
   let inline: Uint8Array | null | typeof CUT;
   try {
     // Nothing is sent yet, so the response settles only if the stream is cut meanwhile (the
@@ -258,7 +264,10 @@ async function throughTunnel(
     return stream.response;
   }
   if (inline === CUT || stream.finished) return stream.response;
-  if (inline !== null) routed.buffered = inline;
+  if (inline !== null) {
+    routed.buffered = inline;
+    stream.capture?.requestBody(inline);
+  }
   session.send(
     encodeRequest({
       streamId: stream.streamId,
@@ -315,6 +324,27 @@ function restoreSendTimeout(server: IngressServer, req: Request, idleTimeoutMs: 
   }
 }
 
+/** The inspector's record of an exchange, from the request as the agent will see it. */
+function beginCapture(
+  inspector: Inspector,
+  req: Request,
+  agentId: string,
+  id: string,
+  headers: HeaderInit[],
+) {
+  const url = new URL(req.url);
+  const forwardedFor = headers.find((h) => h.name === "x-forwarded-for")?.value ?? "";
+  return inspector.begin({
+    id,
+    agent: agentId,
+    method: req.method,
+    path: url.pathname + url.search,
+    clientIp: forwardedFor.split(",")[0]?.trim() ?? "",
+    requestHeaders: headers.map((h) => [h.name, h.value]),
+    replayOf: inspector.replayOf(req.headers.get(REPLAY_HEADER)),
+  });
+}
+
 /** An answer the gateway gives itself, before any stream is opened. */
 function answered(
   req: Request,
@@ -324,6 +354,7 @@ function answered(
   options: IngressOptions,
 ): Response {
   const response = error.toResponse();
+  if (options.inspector) recordAnswer(options.inspector, req, agentId, error, response);
   options.observe({
     requestId: "",
     agentId,
@@ -334,6 +365,27 @@ function answered(
     durationMs: performance.now() - startedAt,
   });
   return response;
+}
+
+/** The gateway's own answer, in the inspector: the request as it came, and the answer. */
+function recordAnswer(
+  inspector: Inspector,
+  req: Request,
+  agentId: string,
+  error: IngressError,
+  response: Response,
+) {
+  const url = new URL(req.url);
+  const start = {
+    id: crypto.randomUUID(),
+    agent: agentId,
+    method: req.method,
+    path: url.pathname + url.search,
+    clientIp: "",
+    requestHeaders: [...req.headers] as [string, string][],
+    replayOf: inspector.replayOf(req.headers.get(REPLAY_HEADER)),
+  };
+  inspector.answered(start, response, error.code, error.text);
 }
 
 /**
@@ -364,7 +416,7 @@ function requestHeaders(
   const absent = via !== null ? new Set(req.headers.get(ABSENT_HEADER)?.split(",")) : undefined;
   const headers: HeaderInit[] = [];
   for (const [name, value] of pairs) {
-    if (CLUSTER_HEADERS.has(name) || absent?.has(name)) continue;
+    if (INTERNAL_HEADERS.has(name) || absent?.has(name)) continue;
     if (via !== null || !FORWARDING_HEADERS.has(name)) headers.push({ name, value });
   }
   if (via !== null) return headers;

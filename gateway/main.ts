@@ -9,10 +9,11 @@ import {
   runBinary,
   startupDone,
 } from "../shared/cli.ts";
-import { parseSetting, pick } from "../shared/config.ts";
+import { type Flags, parseSetting, pick, readSecretFile } from "../shared/config.ts";
 import { UsageError } from "../shared/errors.ts";
 import { installFaultHandlers } from "../shared/fault.ts";
 import { configureLogging, log } from "../shared/log.ts";
+import type { AdminTarget } from "./admin-client.ts";
 import { type GatewayConfig, loadGatewayConfig } from "./config.ts";
 
 const serveArgs = {
@@ -111,6 +112,26 @@ const serveArgs = {
     description:
       "file holding the secret all gateways share (INDRANET_CLUSTER_SECRET_FILE; [cluster] secret_file)",
   },
+  inspect: {
+    type: "string",
+    valueHint: "n",
+    description: "the inspector keeps the last N exchanges; 0 off (INDRANET_INSPECT; default 200)",
+  },
+  "inspect-body": {
+    type: "string",
+    valueHint: "bytes",
+    description: "and this much of each body; 0 heads only (INDRANET_INSPECT_BODY; default 65536)",
+  },
+  "admin-token-file": {
+    type: "string",
+    valueHint: "file",
+    description: "token the admin API and page ask for; required off loopback (INDRANET_ADMIN_TOKEN[_FILE])",
+  },
+  "admin-token": {
+    type: "string",
+    valueHint: "token",
+    description: "the same, inline; visible in ps, prefer INDRANET_ADMIN_TOKEN or --admin-token-file",
+  },
   dev: {
     type: "boolean",
     description: "without tokens, generate a throwaway one and print the agent command",
@@ -191,21 +212,56 @@ const agentsArgs = {
   },
 } satisfies ArgsDef;
 
+/** The admin listener a command asks, and the token it shows (INDRANET_ADMIN_TOKEN[_FILE]). */
+function adminTarget(flags: Flags): AdminTarget {
+  const setting = pick(flags, process.env, "admin", "INDRANET_ADMIN");
+  const address = setting ? parseSetting(adminAddressKind, setting) : DEFAULT_ADMIN;
+  if (address === "off") throw new UsageError(`${setting?.name}: the admin listener is needed here`);
+  const file = pick({}, process.env, "", "INDRANET_ADMIN_TOKEN_FILE");
+  const token = file
+    ? readSecretFile(file.text, file.name).secret
+    : process.env.INDRANET_ADMIN_TOKEN || undefined;
+  return { hostname: address.hostname, port: address.port, token };
+}
+
 const agents = defineCommand({
   meta: { name: "agents", description: "List the agents connected to a running gateway" },
   args: agentsArgs,
   async run({ args, rawArgs }) {
     try {
       rejectUnknownFlags(rawArgs, agentsArgs);
-      const setting = pick(flagValues(args, agentsArgs), process.env, "admin", "INDRANET_ADMIN");
-      const address = setting ? parseSetting(adminAddressKind, setting) : DEFAULT_ADMIN;
-      if (address === "off") throw new UsageError(`${setting?.name}: the admin listener is needed here`);
+      const target = adminTarget(flagValues(args, agentsArgs));
       const { fetchAgents, formatAgents } = await import("./admin.ts");
-      process.stdout.write(formatAgents(await fetchAgents(address)));
+      process.stdout.write(formatAgents(await fetchAgents(target)));
     } catch (error) {
       exitOnStartupError(error);
     }
   },
 });
 
-await runBinary("gateway-tunnel", "indraNet Ingress-Tunnel gateway", { serve, agents });
+const requestsArgs = {
+  ...agentsArgs,
+  agent: { type: "string", valueHint: "id", description: "only this agent's requests" },
+  follow: { type: "boolean", description: "then print each request as it finishes, until interrupted" },
+} satisfies ArgsDef;
+
+const requests = defineCommand({
+  meta: { name: "requests", description: "Print the requests a running gateway's inspector holds" },
+  args: requestsArgs,
+  async run({ args, rawArgs }) {
+    try {
+      rejectUnknownFlags(rawArgs, requestsArgs);
+      const flags = flagValues(args, requestsArgs);
+      const target = adminTarget(flags);
+      const { printRequests } = await import("./inspect/cli.ts");
+      const agent = typeof flags.agent === "string" ? flags.agent : undefined;
+      await printRequests(target, { follow: flags.follow === true, ...(agent ? { agent } : {}) }, (text) =>
+        process.stdout.write(text),
+      );
+    } catch (error) {
+      exitOnStartupError(error);
+    }
+  },
+});
+
+await runBinary("gateway-tunnel", "indraNet Ingress-Tunnel gateway", { serve, agents, requests });

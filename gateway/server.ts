@@ -12,6 +12,10 @@ import { ClusterDirectory } from "./cluster/directory.ts";
 import type { GatewayConfig, TokenEntry } from "./config.ts";
 import { HeldRequests } from "./hold.ts";
 import { startIngress } from "./ingress.ts";
+import { AdminAuth } from "./inspect/admin-auth.ts";
+import { answerInspector, type InspectorApi } from "./inspect/api.ts";
+import { Inspector } from "./inspect/inspector.ts";
+import { replayThroughIngress } from "./inspect/replay.ts";
 import { Locator } from "./locate.ts";
 import { GatewayMetrics } from "./metrics.ts";
 import { matchHostToAgentId } from "./route.ts";
@@ -68,6 +72,9 @@ export class Gateway {
   readonly #admin: ReturnType<typeof startAdmin>;
   readonly #liveness: Timer;
   readonly #holds: HeldRequests;
+  /** Set unless --inspect 0. */
+  readonly #inspector: Inspector | undefined;
+  readonly #adminAuth: AdminAuth;
   /** Set when the gateway is one of a cluster. */
   readonly #directory: ClusterDirectory | undefined;
   /** The table in force, so that a reload can tell which sessions lost their token. */
@@ -93,6 +100,9 @@ export class Gateway {
       this.registry.observe(this.#directory);
     }
     this.#metrics.watchHolds(this.#holds, this.#directory);
+    this.#inspector =
+      config.inspect > 0 ? new Inspector(config.inspect, config.inspectBody, config.inspectOff) : undefined;
+    this.#adminAuth = new AdminAuth(config.adminToken);
     const httpScheme = config.tls ? "https" : "http";
     this.#agents = this.#listenForAgents(httpScheme);
     this.#ingress = this.#listenForRequests(new Locator(this.registry, this.#holds, this.#directory));
@@ -118,6 +128,7 @@ export class Gateway {
               "/api/agents": () => agentList(this.registry, this.#directory?.gatewayId),
               "/api/cluster": () => clusterView(this.#directory),
             },
+            handle: (req, path) => answerInspector(this.#inspectorApi(httpScheme), req, path),
             reusePort: true,
           });
     this.httpPort = this.#ingress.port ?? config.httpPort;
@@ -202,6 +213,7 @@ export class Gateway {
       maxRequestBodyBytes: config.maxRequestBodyBytes,
       registry: this.registry,
       locator,
+      inspector: this.#inspector,
       hop:
         directory && config.cluster
           ? { secret: config.cluster.secret, gatewayId: directory.gatewayId }
@@ -215,6 +227,18 @@ export class Gateway {
         logExchange(exchange);
       },
     });
+  }
+
+  /** What the admin listener's inspector routes need; replays go to this gateway's own ingress. */
+  #inspectorApi(httpScheme: string): InspectorApi {
+    const inspector = this.#inspector;
+    const origin = `${httpScheme}://${hostForUrl(loopbackFor(this.#config.bind))}:${this.#ingress.port}`;
+    return {
+      inspector,
+      auth: this.#adminAuth,
+      replay: (exchange, changes) =>
+        replayThroughIngress(origin, inspector?.replayHeader(exchange.id) ?? "", exchange, changes),
+    };
   }
 
   #checkLiveness(): void {
@@ -264,6 +288,13 @@ export class Gateway {
 
 export async function startGateway(config: GatewayConfig): Promise<Gateway> {
   return new Gateway(config);
+}
+
+/** An address this process can reach its own listener at: a wildcard means loopback. */
+function loopbackFor(bind: string): string {
+  if (bind === "0.0.0.0") return "127.0.0.1";
+  if (bind === "::") return "::1";
+  return bind;
 }
 
 /** A listen address as the host part of a URL (the config refuses a wildcard in a cluster). */

@@ -43,6 +43,13 @@ export interface AdminOptions {
   /** Extra GET routes by exact path, answered with JSON. */
   json?: Record<string, () => unknown>;
   /**
+   * Asked before the JSON routes (after /healthz and /metrics, which stay open to balancers and
+   * Prometheus): an answer, or undefined to go on. The gateway's inspector API and its token.
+   */
+  handle?: (req: Request, path: string) => Response | undefined | Promise<Response | undefined>;
+  /** Static routes Bun serves itself, such as a bundled HTML page. */
+  routes?: Record<string, Bun.HTMLBundle>;
+  /**
    * Let a second process listen on the same address while this one drains (a gateway restart);
    * never for port 0, where Linux could hand two processes the same "free" port.
    */
@@ -58,6 +65,7 @@ export function startAdmin(options: AdminOptions): Server<undefined> | null {
       hostname: address.hostname,
       port: address.port,
       reusePort: options.reusePort === true && address.port !== 0,
+      ...(options.routes ? { routes: options.routes } : {}),
       fetch: (req) => answer(req, options),
     });
   } catch (error) {
@@ -72,10 +80,14 @@ export function startAdmin(options: AdminOptions): Server<undefined> | null {
 }
 
 async function answer(req: Request, options: AdminOptions): Promise<Response> {
+  const path = new URL(req.url).pathname;
+  if (path !== "/healthz" && path !== "/metrics") {
+    const handled = await options.handle?.(req, path);
+    if (handled) return handled;
+  }
   if (req.method !== "GET" && req.method !== "HEAD") {
     return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
   }
-  const path = new URL(req.url).pathname;
   if (path === "/healthz") {
     return options.healthy()
       ? new Response("ok\n")

@@ -114,6 +114,8 @@ export interface GatewayOptions {
   tokens?: TokenSpec[];
   args?: string[];
   env?: Record<string, string>;
+  /** Appended to the generated config file, e.g. `[agents."pi-x"]` tables. */
+  toml?: string;
   /** Reuse fixed ports, e.g. to restart a gateway where the agent expects it. */
   httpPort?: number;
   wsPort?: number;
@@ -128,7 +130,9 @@ export class Gateway {
   constructor(options: GatewayOptions = {}) {
     this.dir = mkdtempSync(join(tmpdir(), "indranet-gw-"));
     const configPath = join(this.dir, "gateway.toml");
-    writeFileSync(configPath, tomlFor(options.tokens ?? [DEFAULT_TOKEN]), { mode: 0o600 });
+    writeFileSync(configPath, tomlFor(options.tokens ?? [DEFAULT_TOKEN]) + (options.toml ?? ""), {
+      mode: 0o600,
+    });
     const launcher = options.launcher ?? fromSource;
     this.proc = new Proc(
       [
