@@ -247,8 +247,10 @@ async function throughTunnel(
     });
   };
   const headers = requestHeaders(req, server, options, host, stream.requestId, via);
-  if (options.inspector)
-    stream.capture = beginCapture(options.inspector, req, agentId, stream.requestId, headers);
+  if (options.inspector) {
+    const path = url.pathname + url.search;
+    stream.capture = beginCapture(options.inspector, req, { agentId, path, id: stream.requestId, headers });
+  }
   let inline: Uint8Array | null | typeof CUT;
   try {
     // Nothing is sent yet, so the response settles only if the stream is cut meanwhile (the
@@ -328,19 +330,22 @@ function restoreSendTimeout(server: IngressServer, req: Request, idleTimeoutMs: 
 function beginCapture(
   inspector: Inspector,
   req: Request,
-  agentId: string,
-  id: string,
-  headers: HeaderInit[],
+  exchange: { agentId: string; path: string; id: string; headers: HeaderInit[] },
 ) {
-  const url = new URL(req.url);
-  const forwardedFor = headers.find((h) => h.name === "x-forwarded-for")?.value ?? "";
+  const requestHeaders: [string, string][] = [];
+  let forwardedFor = "";
+  for (const { name, value } of exchange.headers) {
+    requestHeaders.push([name, value]);
+    if (name === "x-forwarded-for") forwardedFor = value;
+  }
+  const comma = forwardedFor.indexOf(",");
   return inspector.begin({
-    id,
-    agent: agentId,
+    id: exchange.id,
+    agent: exchange.agentId,
     method: req.method,
-    path: url.pathname + url.search,
-    clientIp: forwardedFor.split(",")[0]?.trim() ?? "",
-    requestHeaders: headers.map((h) => [h.name, h.value]),
+    path: exchange.path,
+    clientIp: (comma === -1 ? forwardedFor : forwardedFor.slice(0, comma)).trim(),
+    requestHeaders,
     replayOf: inspector.replayOf(req.headers.get(REPLAY_HEADER)),
   });
 }
