@@ -136,6 +136,7 @@ export class GatewayStream {
    * `--request-timeout`. Before this, a slow upload is the client's time, not the service's.
    */
   requestSent(): void {
+    this.capture?.requestSent();
     this.#waitForHead();
   }
 

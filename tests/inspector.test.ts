@@ -102,6 +102,9 @@ describe("the inspector", () => {
     expect(got.response?.headers).toContainEqual(["x-echo", "1"]);
     expect(got.response?.body.captured).toBe(100);
     expect(got.response?.body.size).toBeGreaterThan(300);
+    const { timing } = got as unknown as { timing: Record<string, number> };
+    expect(timing.sent_ms).toBeLessThanOrEqual(timing.head_ms as number);
+    expect(timing.head_ms).toBeLessThanOrEqual(timing.last_byte_ms as number);
   });
 
   test("keeps only heads for an agent with inspect = false", async () => {

@@ -153,7 +153,11 @@ function detail(exchange: CapturedExchange) {
     response: exchange.responseHeaders
       ? { headers: exchange.responseHeaders, body: body(exchange.responseBody) }
       : null,
-    timing: { head_ms: round(exchange.headMs), last_byte_ms: round(exchange.lastByteMs) },
+    timing: {
+      sent_ms: round(exchange.sentMs),
+      head_ms: round(exchange.headMs),
+      last_byte_ms: round(exchange.lastByteMs),
+    },
   };
 }
 

@@ -26,7 +26,8 @@ export interface CapturedExchange {
   requestBody: CapturedBody;
   responseHeaders: [string, string][] | null;
   responseBody: CapturedBody;
-  /** From the start, in ms; null when it never came. */
+  /** From the start, in ms; null when it never came: the whole request with the agent, the head, the end. */
+  sentMs: number | null;
   headMs: number | null;
   lastByteMs: number | null;
   /** The exchange this one replays, when it was sent from the inspector. */
@@ -84,6 +85,7 @@ export class Capture {
   readonly #response: BodyTap;
   #responseHeaders: [string, string][] | null = null;
   #headMs: number | null = null;
+  #sentMs: number | null = null;
   readonly #done: (exchange: CapturedExchange) => void;
 
   constructor(start: ExchangeStart, bodyLimit: number, done: (exchange: CapturedExchange) => void) {
@@ -95,6 +97,11 @@ export class Capture {
 
   requestBody(chunk: Uint8Array): void {
     this.#request.add(chunk);
+  }
+
+  /** The whole request (body included) has gone to the agent. */
+  requestSent(): void {
+    this.#sentMs ??= performance.now() - this.#t0;
   }
 
   responseHead(headers: Headers | [string, string][]): void {
@@ -118,6 +125,7 @@ export class Capture {
       requestBody: this.#request.result(),
       responseHeaders: this.#responseHeaders,
       responseBody: this.#response.result(),
+      sentMs: this.#sentMs,
       headMs: this.#headMs,
       lastByteMs: status === 0 ? null : durationMs,
     });
