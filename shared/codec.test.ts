@@ -22,6 +22,7 @@ const request = fc.record({
   endStream: fc.boolean(),
   window: u32,
   websocket: fc.boolean(),
+  tcpService: text,
 });
 const response = fc.record({
   streamId: u32,

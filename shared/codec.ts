@@ -49,7 +49,8 @@ export function encodeRequest(request: RequestInit): Uint8Array {
     bytesSize(6, body) +
     boolSize(7, request.endStream) +
     uintSize(8, request.window) +
-    boolSize(9, request.websocket);
+    boolSize(9, request.websocket) +
+    stringSize(10, request.tcpService);
   const w = new Writer(1 + varintSize(inner) + inner);
   w.tagged(REQUEST_TAG, inner);
   w.uint(1, request.streamId);
@@ -61,6 +62,7 @@ export function encodeRequest(request: RequestInit): Uint8Array {
   w.bool(7, request.endStream);
   w.uint(8, request.window);
   w.bool(9, request.websocket);
+  w.string(10, request.tcpService);
   return w.done();
 }
 
@@ -241,6 +243,7 @@ function readRequest(r: Reader): TunnelRequest {
     endStream: false,
     window: 0,
     websocket: false,
+    tcpService: "",
   };
   while (r.more()) {
     const no = r.field(REQUEST_WIRE);
@@ -253,6 +256,7 @@ function readRequest(r: Reader): TunnelRequest {
     else if (no === 7) m.endStream = r.varint() !== 0;
     else if (no === 8) m.window = r.varint();
     else if (no === 9) m.websocket = r.varint() !== 0;
+    else if (no === 10) m.tcpService = r.string();
   }
   return m;
 }
@@ -394,7 +398,7 @@ class Reader {
 // The wire type each known field must have, by field number.
 const V = WireType.Varint;
 const L = WireType.LengthDelimited;
-const REQUEST_WIRE = [undefined, V, L, L, L, L, L, V, V, V];
+const REQUEST_WIRE = [undefined, V, L, L, L, L, L, V, V, V, L];
 const RESPONSE_WIRE = [undefined, V, V, L, L, V, V];
 const DATA_WIRE = [undefined, V, L, V];
 const HEADER_WIRE = [undefined, L, L];
