@@ -4,17 +4,19 @@
 // docs/PERFORMANCE.md. Then single transfers over a delay relay (a link with a round trip), the
 // tunnel against plain TCP over the same relay; `--only relay` runs just those. Then requests
 // forwarded between two gateways of a cluster beside the same requests served locally;
-// `--only cluster` runs just those. `--profile` instead profiles the gateway and the agent run from
-// source.
+// `--only cluster` runs just those. Then the same requests through a gateway with the inspector off
+// and one with it on; `--only inspector` runs just those. `--profile` instead profiles the gateway
+// and the agent run from source.
 //
 //   bun scripts/bench.ts [--rounds 3] [--seconds 5] [--transfers 5] [--relay-transfers 5]
-//                        [--only relay|cluster] [--profile] [--no-doc]
+//                        [--only relay|cluster|inspector] [--profile] [--no-doc]
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type ClusterRun, measureCluster, renderCluster } from "./bench/cluster.ts";
 import { updateSection } from "./bench/doc.ts";
+import { type InspectorRun, measureInspector, renderInspector } from "./bench/inspector.ts";
 import type { Target } from "./bench/load.ts";
 import { median } from "./bench/load.ts";
 import { describeMachine, machineLine } from "./bench/machine.ts";
@@ -40,6 +42,14 @@ import { fromDist, startTunnel, type Tunnel } from "./bench/tunnel.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const DOC = join(ROOT, "docs", "PERFORMANCE.md");
+
+/** The parts `--only` runs alone, each with its own section in the doc. */
+const PARTS = ["relay", "cluster", "inspector"] as const;
+type Part = (typeof PARTS)[number];
+
+function isPart(name: string): name is Part {
+  return (PARTS as readonly string[]).includes(name);
+}
 
 const { values: flags } = parseArgs({
   options: {
@@ -76,8 +86,8 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 try {
   await installDeps();
   const only = flags.only;
-  if (only !== undefined && only !== "relay" && only !== "cluster") {
-    throw new Error(`--only takes "relay" or "cluster", got ${only}`);
+  if (only !== undefined && !isPart(only)) {
+    throw new Error(`--only takes ${PARTS.map((p) => `"${p}"`).join(", ")}, got ${only}`);
   }
   if (flags.profile) await profileMain();
   else if (only) await onlyMain(only);
@@ -176,16 +186,18 @@ async function benchMain(): Promise<void> {
   const elapsed = (performance.now() - started) / 1000;
   console.log("single transfers over the delay relay");
   const relay = await measureRelay(children, dir, rows.direct.port, largeFile, relayTransfers);
+  const parts = { rounds, seconds: settings.seconds };
   console.log("requests forwarded between two gateways");
-  const cluster = await measureCluster(children, dir, rows.direct.port, {
-    rounds,
-    seconds: settings.seconds,
-  });
+  const cluster = await measureCluster(children, dir, rows.direct.port, parts);
+  console.log("requests through a gateway with the inspector off and one with it on");
+  const inspector = await measureInspector(children, dir, rows.direct.port, parts);
   const results = renderResults(machineLine(machine), pairs, mem, cpu, rounds, settings, elapsed, relay);
   const clusterSection = clusterText(machineLine(machine), cluster);
-  console.log(`\n${results}\n\n${clusterSection}\n`);
+  const inspectorSection = inspectorText(machineLine(machine), inspector);
+  console.log(`\n${results}\n\n${clusterSection}\n\n${inspectorSection}\n`);
   writeDoc("results", results);
   writeDoc("cluster", clusterSection);
+  writeDoc("inspector", inspectorSection);
 }
 
 /** Rewrites one marked section of the doc, unless --no-doc. */
@@ -258,31 +270,42 @@ function renderResults(
   ].join("\n");
 }
 
+/** A part's heading line, what was measured and on which machine, before its tables. */
+function measured(what: string, machine: string, tables: string): string {
+  return [`${what}, measured ${machine}.`, "", tables].join("\n");
+}
+
 /** The relay rows, between their own markers in the doc so that `--only relay` refreshes them alone. */
 function relayText(machine: string, relay: RelayRun): string {
-  return [`Single transfers over a delay relay, measured ${machine}.`, "", renderRelay(relay)].join("\n");
+  return measured("Single transfers over a delay relay", machine, renderRelay(relay));
 }
 
 /** The cluster rows, between their own markers in the doc (outside the results, with prose after them). */
 function clusterText(machine: string, cluster: ClusterRun): string {
-  return [`Requests forwarded between two gateways, measured ${machine}.`, "", renderCluster(cluster)].join(
-    "\n",
-  );
+  return measured("Requests forwarded between two gateways", machine, renderCluster(cluster));
 }
 
-/** `--only relay` or `--only cluster`: the upstream and that part's rows, nothing else. */
-async function onlyMain(part: "relay" | "cluster"): Promise<void> {
+/** The inspector rows, between their own markers in the doc, as the cluster rows. */
+function inspectorText(machine: string, inspector: InspectorRun): string {
+  return measured("Requests with the inspector off and on", machine, renderInspector(inspector));
+}
+
+/** `--only relay`, `--only cluster` or `--only inspector`: the upstream and that part's rows, nothing else. */
+async function onlyMain(part: Part): Promise<void> {
   requireDist();
   const relayTransfers = positive("relay-transfers", flags["relay-transfers"]);
-  const cluster = { rounds: positive("rounds", flags.rounds), seconds: positive("seconds", flags.seconds) };
+  const load = { rounds: positive("rounds", flags.rounds), seconds: positive("seconds", flags.seconds) };
   const machine = machineLine(await describeMachine());
   console.log(`bench: ${machine}`);
   const { root, largeFile } = await writeContent(dir);
   const upstreamPort = await startUpstream(children, dir, root);
-  const section =
-    part === "relay"
-      ? relayText(machine, await measureRelay(children, dir, upstreamPort, largeFile, relayTransfers))
-      : clusterText(machine, await measureCluster(children, dir, upstreamPort, cluster));
+  const sections: Record<Part, () => Promise<string>> = {
+    relay: async () =>
+      relayText(machine, await measureRelay(children, dir, upstreamPort, largeFile, relayTransfers)),
+    cluster: async () => clusterText(machine, await measureCluster(children, dir, upstreamPort, load)),
+    inspector: async () => inspectorText(machine, await measureInspector(children, dir, upstreamPort, load)),
+  };
+  const section = await sections[part]();
   console.log(`\n${section}\n`);
   writeDoc(part, section);
 }

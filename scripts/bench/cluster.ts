@@ -4,11 +4,10 @@
 // ingress). Each round measures local right before forwarded and compares the two.
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { median, type Target, type WrkResult, wrk } from "./load.ts";
-import { track } from "./measure.ts";
-import { SMALL_PATH } from "./nginx.ts";
+import { expectServed, median, type Target, wrk } from "./load.ts";
+import { CONNECTIONS, measureRequests, type RequestRun, type RoundSettings } from "./measure.ts";
 import { type Child, type Children, freePort, run, waitForPort } from "./procs.ts";
-import { fmt, markdownTable } from "./report.ts";
+import { fmt, markdownTable, WRK_FIGURES } from "./report.ts";
 import {
   AGENT_ID,
   agentHost,
@@ -19,16 +18,11 @@ import {
   writeCredentials,
 } from "./tunnel.ts";
 
-/** As the main table's small-request column. */
-const CONNECTIONS = 32;
-
 /** Gateways register within REFRESH_MS (2 s) of starting; this leaves room on a loaded machine. */
 const FORM_TIMEOUT_MS = 15_000;
 
 /** What one path's run gives: wrk's figures, CPU per request by process, Redis traffic. */
-interface PathRun {
-  wrk: WrkResult;
-  cpuUsPerRequest: Record<string, number>;
+interface PathRun extends RequestRun {
   redisCommandsPerSecond: number;
 }
 
@@ -57,7 +51,7 @@ export async function measureCluster(
   children: Children,
   dir: string,
   upstreamPort: number,
-  settings: { rounds: number; seconds: number },
+  settings: RoundSettings,
 ): Promise<ClusterRun> {
   const started = performance.now();
   const cluster = await startCluster(children, join(dir, "cluster"), upstreamPort, settings);
@@ -95,7 +89,7 @@ async function startCluster(
   children: Children,
   dir: string,
   upstreamPort: number,
-  settings: { rounds: number; seconds: number },
+  settings: RoundSettings,
 ): Promise<Cluster> {
   const credentials = writeCredentials(dir);
   const redis = await startRedis(children, dir, settings);
@@ -124,7 +118,7 @@ async function startCluster(
 async function startRedis(
   children: Children,
   dir: string,
-  settings: { rounds: number; seconds: number },
+  settings: RoundSettings,
 ): Promise<{ child: Child; port: number }> {
   const port = freePort();
   const lifetimeS = 120 + settings.rounds * 2 * (settings.seconds + 60);
@@ -167,16 +161,6 @@ function target(gateway: Gateway): Target {
   return { port: gateway.httpPort, host: agentHost(gateway.httpPort) };
 }
 
-/** One request through the target first, so that a path that does not work fails with its answer. */
-async function expectServed(t: Target): Promise<void> {
-  const res = await fetch(`http://127.0.0.1:${t.port}${SMALL_PATH}`, {
-    headers: { host: t.host },
-    signal: AbortSignal.timeout(10_000),
-  });
-  const body = await res.text();
-  if (res.status !== 200) throw new Error(`forwarded request answered ${res.status}: ${body}`);
-}
-
 /** A 1 s burst not counted (as the main table's rows have), then the load with CPU and Redis counted. */
 async function measurePath(
   t: Target,
@@ -187,16 +171,9 @@ async function measurePath(
   await wrk(t, CONNECTIONS, 1);
   const commandsBefore = await commandsProcessed(redisPort);
   const started = performance.now();
-  const { result, cpu } = await track(watch, () => wrk(t, CONNECTIONS, seconds));
+  const requests = await measureRequests(t, watch, seconds);
   const commands = (await commandsProcessed(redisPort)) - commandsBefore;
-  const requests = result.rps * seconds;
-  return {
-    wrk: result,
-    cpuUsPerRequest: Object.fromEntries(
-      Object.entries(cpu).map(([name, used]) => [name, (used * 1e6) / requests]),
-    ),
-    redisCommandsPerSecond: commands / ((performance.now() - started) / 1000),
-  };
+  return { ...requests, redisCommandsPerSecond: commands / ((performance.now() - started) / 1000) };
 }
 
 /** Commands Redis has processed since it started, from INFO. */
@@ -215,19 +192,12 @@ const PROCESSES: { name: string; label: string; paths: Path[] }[] = [
   { name: "agent", label: "agent", paths: ["local", "forwarded"] },
 ];
 
-/** The first table's wrk columns, in order, with their decimals. */
-const FIGURES: { pick: (r: PathRun) => number; digits: number }[] = [
-  { pick: (r) => r.wrk.rps, digits: 0 },
-  { pick: (r) => r.wrk.p50Ms, digits: 3 },
-  { pick: (r) => r.wrk.p99Ms, digits: 2 },
-];
-
 /** The two paths' figures, their ratio, CPU per request and Redis traffic, for the terminal and the doc. */
 export function renderCluster(run: ClusterRun): string {
   const value = (path: Path, pick: (r: PathRun) => number) => median(run.rounds.map((r) => pick(r[path])));
   const ratio = (pick: (r: PathRun) => number) =>
     median(run.rounds.map((r) => pick(r.forwarded) / pick(r.local)));
-  const figures = (path: Path) => FIGURES.map(({ pick, digits }) => fmt(value(path, pick), digits));
+  const figures = (path: Path) => WRK_FIGURES.map(({ pick, digits }) => fmt(value(path, pick), digits));
   const cpu = (path: Path, p: (typeof PROCESSES)[number]) => {
     if (!p.paths.includes(path)) return "–";
     const usPerRequest = value(path, (r) => r.cpuUsPerRequest[p.name] ?? Number.NaN);
@@ -248,7 +218,7 @@ export function renderCluster(run: ClusterRun): string {
       [
         ["local: client → gateway A → agent", ...figures("local")],
         ["forwarded: client → gateway B → gateway A → agent", ...figures("forwarded")],
-        ["× forwarded / local", ...FIGURES.map(({ pick }) => fmt(ratio(pick), 2))],
+        ["× forwarded / local", ...WRK_FIGURES.map(({ pick }) => fmt(ratio(pick), 2))],
       ],
     ),
     "",

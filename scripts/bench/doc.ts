@@ -15,6 +15,9 @@ const SKELETON = `# Performance
 <!-- bench:cluster:begin -->
 <!-- bench:cluster:end -->
 
+<!-- bench:inspector:begin -->
+<!-- bench:inspector:end -->
+
 ## Where the time goes
 
 <!-- bench:profile:begin -->

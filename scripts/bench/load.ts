@@ -1,4 +1,4 @@
-// The load: wrk for the 1 KiB GETs, curl for the 64 MiB transfers. A failed run yields NaN (shown
+// The load: wrk for the 1 KiB (or 64 KiB) GETs, curl for the 64 MiB transfers. A failed run yields NaN (shown
 // as "fail" in the table) with a warning, so one broken row does not lose the others.
 import { LARGE_BYTES, LARGE_PATH, SMALL_PATH, UPLOAD_PATH } from "./nginx.ts";
 import { run } from "./procs.ts";
@@ -22,7 +22,12 @@ function url(target: Target, path: string): string {
   return `http://127.0.0.1:${target.port}${path}`;
 }
 
-export async function wrk(target: Target, connections: number, seconds: number): Promise<WrkResult> {
+export async function wrk(
+  target: Target,
+  connections: number,
+  seconds: number,
+  path = SMALL_PATH,
+): Promise<WrkResult> {
   const threads = Math.min(2, connections);
   const result = await run(
     [
@@ -35,7 +40,7 @@ export async function wrk(target: Target, connections: number, seconds: number):
       "--latency",
       "-H",
       `Host: ${target.host}`,
-      url(target, SMALL_PATH),
+      url(target, path),
     ],
     (seconds + 15) * 1000,
   );
@@ -66,6 +71,16 @@ function toMs(match: RegExpMatchArray): number {
   const value = Number(match[1]);
   const unit = match[2];
   return unit === "us" ? value / 1000 : unit === "s" ? value * 1000 : value;
+}
+
+/** One request through the target first, so that a path that does not work fails with its answer. */
+export async function expectServed(target: Target): Promise<void> {
+  const res = await fetch(url(target, SMALL_PATH), {
+    headers: { host: target.host },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = await res.text();
+  if (res.status !== 200) throw new Error(`port ${target.port} answered ${res.status}: ${body}`);
 }
 
 /** Downloads the 64 MiB file `times` times; the median rate in MB/s (10^6 bytes). */

@@ -1,8 +1,12 @@
 // One measurement set against one target: a short warm-up, wrk at 32 and at 1 connection, then the
 // 64 MiB download and upload. CPU used by the watched processes is recorded per phase.
-import { download, type Target, upload, wrk } from "./load.ts";
+import { download, type Target, upload, type WrkResult, wrk } from "./load.ts";
+import { SMALL_PATH } from "./nginx.ts";
 import { cpuSeconds } from "./procfs.ts";
 import type { Sample } from "./report.ts";
+
+/** Connections of the small-request column; the cluster and inspector rows use the same. */
+export const CONNECTIONS = 32;
 
 export interface Settings {
   /** wrk duration per run, seconds. */
@@ -28,8 +32,8 @@ export async function measure(
   watch: Record<string, number> = {},
 ): Promise<Measurement> {
   // A first burst lets JIT-compiling runtimes and connection pools settle; it is not counted.
-  await wrk(target, 32, 1);
-  const c32 = await track(watch, () => wrk(target, 32, settings.seconds));
+  await wrk(target, CONNECTIONS, 1);
+  const c32 = await track(watch, () => wrk(target, CONNECTIONS, settings.seconds));
   const c1 = await wrk(target, 1, settings.seconds);
   const down = await track(watch, () => download(target, settings.transfers));
   const up = await track(watch, () => upload(target, settings.largeFile, settings.transfers));
@@ -46,6 +50,35 @@ export async function measure(
     },
     requests32: c32.result.rps * settings.seconds,
     cpu: { c32: c32.cpu, down: down.cpu, up: up.cpu },
+  };
+}
+
+/** How long the cluster and inspector parts load: rounds, and wrk's duration per run in seconds. */
+export interface RoundSettings {
+  rounds: number;
+  seconds: number;
+}
+
+/** One wrk run and the CPU microseconds each watched process spent per request meanwhile. */
+export interface RequestRun {
+  wrk: WrkResult;
+  cpuUsPerRequest: Record<string, number>;
+}
+
+/** wrk at CONNECTIONS for `seconds` on `path`, CPU counted; no warm-up. */
+export async function measureRequests(
+  target: Target,
+  watch: Record<string, number>,
+  seconds: number,
+  path = SMALL_PATH,
+): Promise<RequestRun> {
+  const { result, cpu } = await track(watch, () => wrk(target, CONNECTIONS, seconds, path));
+  const requests = result.rps * seconds;
+  return {
+    wrk: result,
+    cpuUsPerRequest: Object.fromEntries(
+      Object.entries(cpu).map(([name, used]) => [name, (used * 1e6) / requests]),
+    ),
   };
 }
 

@@ -1,4 +1,4 @@
-// nginx as the upstream service (a 1 KiB file, a 64 MiB file and an upload sink) and as the
+// nginx as the upstream service (a 1 KiB file, a 64 KiB file, a 64 MiB file and an upload sink) and as the
 // reverse-proxy row. Each instance has one worker: the tunnel's gateway and agent are one
 // event loop each, and two cores are shared by everything in the bench.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -6,9 +6,12 @@ import { join } from "node:path";
 import { type Children, freePort, waitForPort } from "./procs.ts";
 
 export const SMALL_PATH = "/1k";
+/** As large as the inspector keeps of a body by default, so that it copies all of it. */
+export const MEDIUM_PATH = "/64k";
 export const LARGE_PATH = "/64m";
 export const UPLOAD_PATH = "/upload";
 export const SMALL_BYTES = 1024;
+export const MEDIUM_BYTES = 64 * 1024;
 export const LARGE_BYTES = 64 * 1024 * 1024;
 
 const NGINX = "/usr/sbin/nginx";
@@ -19,6 +22,7 @@ export async function writeContent(dir: string): Promise<{ root: string; largeFi
   mkdirSync(root, { recursive: true });
   // Random bytes: nothing on any path can compress them.
   writeFileSync(join(root, SMALL_PATH.slice(1)), crypto.getRandomValues(new Uint8Array(SMALL_BYTES)));
+  writeFileSync(join(root, MEDIUM_PATH.slice(1)), crypto.getRandomValues(new Uint8Array(MEDIUM_BYTES)));
   const large = new Uint8Array(LARGE_BYTES);
   for (let offset = 0; offset < LARGE_BYTES; offset += 65536) {
     crypto.getRandomValues(large.subarray(offset, offset + 65536));

@@ -1,6 +1,7 @@
 // Turns the runs into the results: medians over rounds, each row against the direct run taken
 // just before it, the targets checked, rendered as one Markdown table for the terminal and the doc.
 import { median } from "./load.ts";
+import type { RequestRun } from "./measure.ts";
 import type { Memory } from "./procfs.ts";
 
 /** One measurement of one row: the 1 KiB GETs at 32 and 1 connections, the 64 MiB transfers. */
@@ -209,6 +210,13 @@ export function targetChecks(summaries: RowSummary[], mem: TunnelMemory): string
     ]),
   ];
 }
+
+/** wrk's figures as the cluster and inspector tables show them, in order, with their decimals. */
+export const WRK_FIGURES: { pick: (r: RequestRun) => number; digits: number }[] = [
+  { pick: (r) => r.wrk.rps, digits: 0 },
+  { pick: (r) => r.wrk.p50Ms, digits: 3 },
+  { pick: (r) => r.wrk.p99Ms, digits: 2 },
+];
 
 /** A Markdown table whose columns are padded, so it reads as well in a terminal. */
 export function markdownTable(header: string[], rows: string[][]): string {

@@ -1,6 +1,7 @@
 // This tunnel's row: the gateway and the agent as a user runs them (the compiled binaries from
 // dist/), or from source under `bun --cpu-prof` for the profile. The cluster rows start the same
-// gateway and agent one at a time, two gateways sharing one config.
+// gateway and agent one at a time, two gateways sharing one config; the inspector rows start two
+// tunnels whose gateways differ in their flags.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -46,6 +47,8 @@ export interface TunnelOptions {
   label?: string;
   /** Where the agent dials instead of the gateway's agent port (a relay in front of it). */
   agentDialsVia?: (wsPort: number) => number;
+  /** The gateway's flags besides the common ones and `--admin off`. */
+  gatewayFlags?: string[];
 }
 
 export async function startTunnel(
@@ -60,7 +63,11 @@ export async function startTunnel(
   const credentials = writeCredentials(dir);
   // The admin listener defaults to a fixed port, which another gateway on a shared machine may
   // hold; it plays no part in forwarding.
-  const gateway = await startGateway(children, launcher, `gateway${suffix}`, credentials, ["--admin", "off"]);
+  const gateway = await startGateway(children, launcher, `gateway${suffix}`, credentials, [
+    "--admin",
+    "off",
+    ...(options.gatewayFlags ?? []),
+  ]);
   const dialPort = options.agentDialsVia?.(gateway.wsPort) ?? gateway.wsPort;
   const agent = await startAgent(children, launcher, `agent${suffix}`, credentials, dialPort, upstreamPort);
   const port = gateway.httpPort;
