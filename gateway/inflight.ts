@@ -148,7 +148,7 @@ export class GatewayStream {
     this.status = message.status;
     if (message.window > 0) this.sendWindow.grant(message.window);
     headers.set("x-request-id", this.requestId);
-    this.capture?.responseHead(headers);
+    this.capture?.responseHead(message.headers);
     if (message.body.byteLength > 0) this.capture?.responseBody(message.body);
     if (message.endStream) {
       this.bytesOut = message.body.byteLength;

@@ -2,7 +2,7 @@
 // in full, a live feed (server-sent events) and replay; plus the page's login and logout. Every
 // /api/ route asks for the admin token when one is configured.
 import type { AdminAuth } from "./admin-auth.ts";
-import type { CapturedBody, CapturedExchange } from "./capture.ts";
+import type { CapturedBody, CapturedExchange, HeadersKept } from "./capture.ts";
 import type { Inspector } from "./inspector.ts";
 
 /** What a replay may change; absent fields keep the original's. */
@@ -151,7 +151,7 @@ function detail(exchange: CapturedExchange) {
     ...summary(exchange),
     request: { headers: exchange.requestHeaders, body: body(exchange.requestBody) },
     response: exchange.responseHeaders
-      ? { headers: exchange.responseHeaders, body: body(exchange.responseBody) }
+      ? { headers: pairs(exchange.responseHeaders), body: body(exchange.responseBody) }
       : null,
     timing: {
       sent_ms: round(exchange.sentMs),
@@ -175,6 +175,11 @@ function body(captured: CapturedBody) {
   } catch {
     return { ...common, encoding: "base64", data: Buffer.from(bytes).toString("base64") };
   }
+}
+
+function pairs(headers: HeadersKept): [string, string][] {
+  if (headers instanceof Headers) return [...headers];
+  return headers.map((h) => [h.name, h.value]);
 }
 
 function round(ms: number | null): number | null {

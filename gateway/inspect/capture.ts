@@ -7,6 +7,31 @@ export interface CapturedBody {
   size: number;
   /** The first of them, at most the limit. */
   bytes: Uint8Array;
+  /** The pooled buffer `bytes` lies in, handed back when the exchange leaves the ring. */
+  pooled: Uint8Array | null;
+}
+
+/** A response head as it came: the agent's header list, or the gateway's own answer's. */
+export type HeadersKept = readonly { name: string; value: string }[] | Headers;
+
+/** Buffers of the body limit, reused: a copied body then costs no allocation, hence no collection. */
+export class BufferPool {
+  readonly size: number;
+  readonly #free: Uint8Array[] = [];
+  readonly #max: number;
+
+  constructor(size: number, max: number) {
+    this.size = size;
+    this.#max = max;
+  }
+
+  take(): Uint8Array {
+    return this.#free.pop() ?? new Uint8Array(this.size);
+  }
+
+  give(buffer: Uint8Array | null): void {
+    if (buffer !== null && this.#free.length < this.#max) this.#free.push(buffer);
+  }
 }
 
 export interface CapturedExchange {
@@ -24,7 +49,7 @@ export interface CapturedExchange {
   durationMs: number;
   requestHeaders: [string, string][];
   requestBody: CapturedBody;
-  responseHeaders: [string, string][] | null;
+  responseHeaders: HeadersKept | null;
   responseBody: CapturedBody;
   /** From the start, in ms; null when it never came: the whole request with the agent, the head, the end. */
   sentMs: number | null;
@@ -44,36 +69,57 @@ export interface ExchangeStart {
   replayOf: string | null;
 }
 
+/** Below this many bytes a body is copied as it is; above, into a buffer of the pool. */
+const SMALL_BODY = 8 * 1024;
+
 /** Collects the first `limit` bytes of a body from the chunks that pass. */
 class BodyTap {
   size = 0;
   readonly #limit: number;
+  readonly #pool: BufferPool;
+  /** Small copies until they would pass SMALL_BODY, then one pooled buffer. */
   #chunks: Uint8Array[] = [];
+  #buffer: Uint8Array | null = null;
   #kept = 0;
 
-  constructor(limit: number) {
+  constructor(limit: number, pool: BufferPool) {
     this.#limit = limit;
+    this.#pool = pool;
   }
 
   add(chunk: Uint8Array): void {
     this.size += chunk.byteLength;
     const room = this.#limit - this.#kept;
     if (room <= 0 || chunk.byteLength === 0) return;
-    // A copy: the chunk is a view into a WebSocket message the tunnel reuses or frees.
-    const kept = chunk.slice(0, room);
-    this.#chunks.push(kept);
-    this.#kept += kept.byteLength;
+    const part = chunk.byteLength > room ? chunk.subarray(0, room) : chunk;
+    // A copy either way: the chunk is a view into a WebSocket message the tunnel reuses or frees.
+    if (this.#buffer === null && this.#kept + part.byteLength <= SMALL_BODY) {
+      this.#chunks.push(part.slice());
+    } else {
+      if (this.#buffer === null) this.#buffer = this.#gather(this.#pool.take());
+      this.#buffer.set(part, this.#kept);
+    }
+    this.#kept += part.byteLength;
   }
 
   result(): CapturedBody {
-    if (this.#chunks.length === 1) return { size: this.size, bytes: this.#chunks[0] as Uint8Array };
-    const bytes = new Uint8Array(this.#kept);
+    if (this.#buffer !== null) {
+      return { size: this.size, bytes: this.#buffer.subarray(0, this.#kept), pooled: this.#buffer };
+    }
+    const only = this.#chunks.length === 1 ? this.#chunks[0] : undefined;
+    const bytes = only ?? this.#gather(new Uint8Array(this.#kept));
+    return { size: this.size, bytes, pooled: null };
+  }
+
+  /** The small copies so far, into `into`. */
+  #gather(into: Uint8Array): Uint8Array {
     let at = 0;
     for (const chunk of this.#chunks) {
-      bytes.set(chunk, at);
+      into.set(chunk, at);
       at += chunk.byteLength;
     }
-    return { size: this.size, bytes };
+    this.#chunks = [];
+    return into;
   }
 }
 
@@ -83,15 +129,20 @@ export class Capture {
   readonly #t0 = performance.now();
   readonly #request: BodyTap;
   readonly #response: BodyTap;
-  #responseHeaders: [string, string][] | null = null;
+  #responseHeaders: HeadersKept | null = null;
   #headMs: number | null = null;
   #sentMs: number | null = null;
   readonly #done: (exchange: CapturedExchange) => void;
 
-  constructor(start: ExchangeStart, bodyLimit: number, done: (exchange: CapturedExchange) => void) {
+  constructor(
+    start: ExchangeStart,
+    bodyLimit: number,
+    pool: BufferPool,
+    done: (exchange: CapturedExchange) => void,
+  ) {
     this.#start = start;
-    this.#request = new BodyTap(bodyLimit);
-    this.#response = new BodyTap(bodyLimit);
+    this.#request = new BodyTap(bodyLimit, pool);
+    this.#response = new BodyTap(bodyLimit, pool);
     this.#done = done;
   }
 
@@ -104,9 +155,10 @@ export class Capture {
     this.#sentMs ??= performance.now() - this.#t0;
   }
 
-  responseHead(headers: Headers | [string, string][]): void {
+  /** Kept as given: turned into pairs only if the API is asked for it. */
+  responseHead(headers: HeadersKept): void {
     this.#headMs = performance.now() - this.#t0;
-    this.#responseHeaders = Array.isArray(headers) ? headers : [...headers];
+    this.#responseHeaders = headers;
   }
 
   responseBody(chunk: Uint8Array): void {

@@ -1,7 +1,7 @@
 // The inspector: it opens a Capture for each exchange the ingress runs (heads only for agents
 // configured with `inspect = false`), records the gateway's own answers, and marks the requests
 // it replays so that the new exchange names the one it repeats.
-import { Capture, type CapturedExchange, type ExchangeStart } from "./capture.ts";
+import { BufferPool, Capture, type CapturedExchange, type ExchangeStart } from "./capture.ts";
 import { ExchangeRing } from "./ring.ts";
 
 /** Marks a replayed request: `<replayed id>.<hmac>` under a key only this process knows. */
@@ -14,15 +14,22 @@ export class Inspector {
   readonly #replayKey = crypto.getRandomValues(new Uint8Array(32));
   readonly #add = (exchange: CapturedExchange) => this.ring.add(exchange);
 
+  readonly #pool: BufferPool;
+
   constructor(capacity: number, bodyLimit: number, headsOnly: readonly string[]) {
-    this.ring = new ExchangeRing(capacity);
+    // Two bodies per exchange in the ring, and some for the exchanges still running.
+    this.#pool = new BufferPool(bodyLimit, 2 * capacity + 64);
+    this.ring = new ExchangeRing(capacity, (gone) => {
+      this.#pool.give(gone.requestBody.pooled);
+      this.#pool.give(gone.responseBody.pooled);
+    });
     this.#bodyLimit = bodyLimit;
     this.#headsOnly = new Set(headsOnly);
   }
 
   begin(start: ExchangeStart): Capture {
     const limit = this.#headsOnly.has(start.agent) ? 0 : this.#bodyLimit;
-    return new Capture(start, limit, this.#add);
+    return new Capture(start, limit, this.#pool, this.#add);
   }
 
   /** An answer the gateway gave itself (404, 413, 503…): heads and its short text. */

@@ -8,9 +8,12 @@ export class ExchangeRing {
   readonly capacity: number;
   readonly #entries = new Map<string, CapturedExchange>();
   readonly #listeners = new Set<RingListener>();
+  readonly #release: (exchange: CapturedExchange) => void;
 
-  constructor(capacity: number) {
+  /** `release` gets each exchange that leaves the ring, to hand its buffers back. */
+  constructor(capacity: number, release: (exchange: CapturedExchange) => void = () => {}) {
     this.capacity = capacity;
+    this.#release = release;
   }
 
   get size(): number {
@@ -19,11 +22,16 @@ export class ExchangeRing {
 
   add(exchange: CapturedExchange): void {
     // A replay may reuse nothing, but an id seen twice (a forwarded retry) keeps the newest.
-    this.#entries.delete(exchange.id);
+    const same = this.#entries.get(exchange.id);
+    if (same) {
+      this.#entries.delete(exchange.id);
+      this.#release(same);
+    }
     this.#entries.set(exchange.id, exchange);
     if (this.#entries.size > this.capacity) {
-      const oldest = this.#entries.keys().next().value as string;
-      this.#entries.delete(oldest);
+      const [id, oldest] = this.#entries.entries().next().value as [string, CapturedExchange];
+      this.#entries.delete(id);
+      this.#release(oldest);
     }
     for (const listener of this.#listeners) listener(exchange);
   }
