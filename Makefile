@@ -71,8 +71,10 @@ lint: $(DEPS) ## biome check, buf lint and buf format check
 	$(NODE_BIN)/buf lint
 	$(NODE_BIN)/buf format --diff --exit-code
 
+# The inspector page runs in a browser, so it is checked apart, with the DOM's types.
 typecheck: $(DEPS) ## tsc --noEmit
 	$(NODE_BIN)/tsc --noEmit -p .
+	$(NODE_BIN)/tsc --noEmit -p gateway/inspector
 
 fmt: $(DEPS) ## format and fix what biome and buf can fix
 	$(NODE_BIN)/biome check --write

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, and only those that are missing:
-# curl and openssl (used by end-to-end tests), redis-server and haproxy (cluster tests), systemd-analyze (unit file checks), and
+# curl and openssl (used by end-to-end tests), redis-server and haproxy (cluster tests), chromium
+# (the inspector page's browser tests), systemd-analyze (unit file checks), and
 # qemu-user with the foreign libc so the binary built for the other architecture runs here
 # (arm64 under qemu stands in for a Raspberry Pi). Quick and silent when everything is
 # already present.
@@ -27,6 +28,8 @@ command -v openssl >/dev/null || installed openssl || missing+=(openssl)
 # The cluster tests run real Redis and a real HAProxy in front of several gateways.
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v haproxy >/dev/null || missing+=(haproxy)
+# The inspector page is tested in Debian's headless Chromium, driven by playwright-core.
+command -v chromium >/dev/null || missing+=(chromium)
 # systemd-analyze verifies the unit files; it works without systemd running (containers).
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 # qemu-user-static provides the same command; either one will do.
