@@ -15,6 +15,7 @@ import { startIngress } from "./ingress.ts";
 import { AdminAuth } from "./inspect/admin-auth.ts";
 import { answerInspector, type InspectorApi } from "./inspect/api.ts";
 import { Inspector } from "./inspect/inspector.ts";
+import { inspectorPage } from "./inspector/page.ts";
 import { replayThroughIngress } from "./inspect/replay.ts";
 import { Locator } from "./locate.ts";
 import { GatewayMetrics } from "./metrics.ts";
@@ -129,6 +130,7 @@ export class Gateway {
               "/api/cluster": () => clusterView(this.#directory),
             },
             handle: (req, path) => answerInspector(this.#inspectorApi(httpScheme), req, path),
+            routes: { "/": inspectorPage },
             reusePort: true,
           });
     this.httpPort = this.#ingress.port ?? config.httpPort;

@@ -66,6 +66,8 @@ export function startAdmin(options: AdminOptions): Server<undefined> | null {
       port: address.port,
       reusePort: options.reusePort === true && address.port !== 0,
       ...(options.routes ? { routes: options.routes } : {}),
+      // A bundled page is served as built, never with Bun's live-reload script.
+      development: false,
       fetch: (req) => answer(req, options),
     });
   } catch (error) {
