@@ -85,6 +85,9 @@ console.log(`
     curl http://${AGENT_ID}.${DOMAIN}:${HTTP_PORT}/
     curl -H 'Host: ${AGENT_ID}.${DOMAIN}' http://127.0.0.1:${HTTP_PORT}/
 
+  Watch the requests go by, and replay them, in the inspector: http://127.0.0.1:9180/
+  (or the address of the "admin listening on" line above, if 9180 was taken).
+
   Press Ctrl-C to stop the gateway, the agent and the demo service.
 `);
 
