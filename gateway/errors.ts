@@ -13,6 +13,9 @@ const ANSWERS = {
   peer_error: [502, "the gateway holding the agent's connection failed"],
   too_many_held: [503, "too many requests are waiting for agents to reconnect; retry shortly"],
   bad_request: [400, "the request was refused by the agent as malformed"],
+  unauthorized: [401, "this tunnel asks for a user name and password"],
+  forbidden: [403, "this tunnel does not accept requests from your address"],
+  rate_limited: [429, "too many requests; retry later"],
   client_error: [400, "the request body could not be read"],
   client_closed: [499, "the client closed the connection before the response"],
   payload_too_large: [413, "the request body exceeds the gateway's limit"],
@@ -34,12 +37,15 @@ export class IngressError extends Error {
   override name = "IngressError";
   readonly code: IngressErrorCode;
   readonly status: number;
+  /** What the answer needs besides the code: `WWW-Authenticate` for 401, `Retry-After` for 429. */
+  readonly headers: Record<string, string> | undefined;
 
-  constructor(code: IngressErrorCode, detail?: string) {
+  constructor(code: IngressErrorCode, detail?: string, headers?: Record<string, string>) {
     const [status, text] = ANSWERS[code];
     super(detail ? `${text}: ${detail}` : text);
     this.code = code;
     this.status = status;
+    this.headers = headers;
   }
 
   /** The one-line body of the answer. */
@@ -49,6 +55,7 @@ export class IngressError extends Error {
 
   toResponse(requestId?: string): Response {
     const headers: Record<string, string> = {
+      ...this.headers,
       "content-type": "text/plain; charset=utf-8",
       "x-tunnel-error": this.code,
     };
@@ -58,6 +65,10 @@ export class IngressError extends Error {
   }
 }
 
-export function ingressError(code: IngressErrorCode, detail?: string): IngressError {
-  return new IngressError(code, detail);
+export function ingressError(
+  code: IngressErrorCode,
+  detail?: string,
+  headers?: Record<string, string>,
+): IngressError {
+  return new IngressError(code, detail, headers);
 }

@@ -35,6 +35,11 @@ export class GatewayMetrics {
     "Requests forwarded between gateways: out to a peer, or in from one",
     "direction",
   );
+  readonly accessRefused = this.registry.counter(
+    "indranet_access_refused_total",
+    "Requests refused by an agent's access rules, by reason (unauthorized, forbidden, rate_limited)",
+    "reason",
+  );
   readonly reloads = this.registry.counter(
     "indranet_config_reloads_total",
     "Config reloads on SIGHUP, by result",
@@ -63,6 +68,7 @@ export class GatewayMetrics {
     );
     // Every class is listed from the start, so a rate() over it has a series before the first error.
     for (const statusClass of STATUS_CLASSES) this.#requests.inc(0, statusClass);
+    for (const reason of ["unauthorized", "forbidden", "rate_limited"]) this.accessRefused.inc(0, reason);
   }
 
   /** The held requests, and in a cluster whether Redis answers and how many gateways are live. */
