@@ -118,12 +118,16 @@ export interface GatewayOptions {
   toml?: string;
   /** Reuse fixed ports, e.g. to restart a gateway where the agent expects it. */
   httpPort?: number;
+  /** The loopback address both ports listen on: 127.0.0.1 unless given, e.g. ::1. */
+  bind?: string;
   wsPort?: number;
 }
 
 export class Gateway {
   readonly proc: Proc;
   readonly dir: string;
+  /** The listen address as the host of a URL. */
+  readonly host: string;
   httpPort = 0;
   wsPort = 0;
 
@@ -134,6 +138,8 @@ export class Gateway {
       mode: 0o600,
     });
     const launcher = options.launcher ?? fromSource;
+    const bind = options.bind ?? "127.0.0.1";
+    this.host = bind.includes(":") ? `[${bind}]` : bind;
     this.proc = new Proc(
       [
         ...launcher("gateway"),
@@ -143,7 +149,7 @@ export class Gateway {
         "--domain",
         DOMAIN,
         "--bind",
-        "127.0.0.1",
+        bind,
         "--http-port",
         String(options.httpPort ?? 0),
         "--ws-port",
@@ -164,14 +170,14 @@ export class Gateway {
   }
 
   get wsUrl(): string {
-    return `ws://127.0.0.1:${this.wsPort}`;
+    return `ws://${this.host}:${this.wsPort}`;
   }
 
   /** Sends a request through the tunnel to `agentId`'s local service. */
   fetch(agentId: string, path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     headers.set("host", `${agentId}.${DOMAIN}:${this.httpPort}`);
-    return fetch(`http://127.0.0.1:${this.httpPort}${path}`, { ...init, headers, redirect: "manual" });
+    return fetch(`http://${this.host}:${this.httpPort}${path}`, { ...init, headers, redirect: "manual" });
   }
 
   stop(): Promise<void> {
