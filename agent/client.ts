@@ -286,7 +286,13 @@ class Dial {
     const { config, pool, tunnels } = this.#run;
     clearTimeout(this.#timer);
     // Gateways before version 2 leave the field out: they read and send one frame per message.
-    const tunnel = new TunnelConnection(this.#ws, pool, connected.protocolVersion || 1, this.#prefix);
+    const tunnel = new TunnelConnection(
+      this.#ws,
+      pool,
+      connected.protocolVersion || 1,
+      this.#prefix,
+      config.tcp,
+    );
     this.#phase = { kind: "ready", tunnel };
     tunnels.add(tunnel);
     tunnel.onGoAway = () => {
@@ -294,7 +300,10 @@ class Dial {
       void tunnel.whenIdle().then(() => tunnel.closeFinished("finished after the gateway's GoAway"));
     };
     tunnel.startHeartbeat(connected.heartbeatIntervalMs);
-    log.success(`${this.#prefix}tunnel ready: ${connected.url} → http://${config.to.host}:${config.to.port}`);
+    const tcp = config.tcp.length > 0 ? `; tcp: ${config.tcp.map((s) => s.name).join(", ")}` : "";
+    log.success(
+      `${this.#prefix}tunnel ready: ${connected.url} → http://${config.to.host}:${config.to.port}${tcp}`,
+    );
   }
 
   #onClose(event: CloseEvent): void {
@@ -382,6 +391,11 @@ function connectFrame(config: AgentConfig, protocolVersion: number): Uint8Array 
   };
   return encodeEnvelope({
     case: "connect",
-    value: { ...fields, signature: signConnect(config.secret, fields), agentVersion: VERSION },
+    value: {
+      ...fields,
+      signature: signConnect(config.secret, fields),
+      agentVersion: VERSION,
+      tcpServices: config.tcp.map((service) => service.name),
+    },
   });
 }

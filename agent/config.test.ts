@@ -33,6 +33,7 @@ describe("agent config", () => {
       secret: SECRET,
       agentId: "pi-kitchen",
       to: { host: "127.0.0.1", port: 80 },
+      tcp: [],
       logLevel: "info",
       logFormat: "text",
       shutdownGraceMs: 10_000,
@@ -153,6 +154,34 @@ describe("agent --gateway", () => {
     expect(usageError(() => load({ gateway: "ws://a:1,ws://a:1" }))).toBe(
       "--gateway: ws://a:1 is given twice",
     );
+  });
+});
+
+describe("agent --tcp", () => {
+  test("a repeated --tcp names each service the gateway may reach", () => {
+    const rawArgs = ["--tcp", "ssh=127.0.0.1:22", "--tcp=db=[::1]:5432"];
+    const flags = flagValues({}, { tcp: { type: "string" } }, rawArgs, new Set(["tcp"]));
+    expect(loadAgentConfig({ ...BASE, ...flags }, ENV).tcp).toEqual([
+      { name: "ssh", host: "127.0.0.1", port: 22 },
+      { name: "db", host: "::1", port: 5432 },
+    ]);
+  });
+
+  test("reads INDRANET_TCP as a comma list", () => {
+    expect(load({}, { ...ENV, INDRANET_TCP: "ssh=localhost:22, vnc=10.0.0.2:5900" }).tcp).toEqual([
+      { name: "ssh", host: "localhost", port: 22 },
+      { name: "vnc", host: "10.0.0.2", port: 5900 },
+    ]);
+  });
+
+  test("rejects a name that is not a DNS label, a missing address and a repeated name", () => {
+    const expected = "expected NAME=HOST:PORT with NAME a DNS label such as ssh";
+    expect(usageError(() => load({ tcp: "SSH=127.0.0.1:22" }))).toBe(
+      `--tcp: ${expected}, got 'SSH=127.0.0.1:22'`,
+    );
+    expect(usageError(() => load({ tcp: "ssh" }))).toBe(`--tcp: ${expected}, got 'ssh'`);
+    expect(usageError(() => load({ tcp: "ssh=22" }))).toStartWith("--tcp: expected");
+    expect(usageError(() => load({ tcp: "ssh=a:1,ssh=b:2" }))).toBe("--tcp: the name ssh is given twice");
   });
 });
 

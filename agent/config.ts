@@ -28,6 +28,8 @@ export interface AgentConfig {
   agentId: string;
   /** The local HTTP service; an IPv6 host is kept without brackets, as Bun.connect wants it. */
   to: { host: string; port: number };
+  /** The TCP services the gateway may open streams to, by name (--tcp NAME=HOST:PORT). */
+  tcp: TcpService[];
   /** PEM certificates trusted for wss:// gateways. */
   ca?: string;
   logLevel: string;
@@ -38,6 +40,12 @@ export interface AgentConfig {
   admin: AdminAddress | "off";
   /** Problems worth telling the user that do not stop the agent. */
   warnings: string[];
+}
+
+export interface TcpService {
+  name: string;
+  host: string;
+  port: number;
 }
 
 const DEFAULT_GATEWAY_PORT = 8080;
@@ -59,6 +67,7 @@ export function loadAgentConfig(flags: Flags, env: Env): AgentConfig {
   const grace = pick(flags, env, "shutdown-grace", "INDRANET_SHUTDOWN_GRACE");
   const admin = pick(flags, env, "admin", "INDRANET_ADMIN");
   const connections = pick(flags, env, "connections", "INDRANET_CONNECTIONS");
+  const tcp = pick(flags, env, "tcp", "INDRANET_TCP");
   return {
     gateways: parseGateways(required(flags, env, "gateway", "INDRANET_GATEWAY")),
     connections: connections ? parseSetting(connectionCount, connections) : 1,
@@ -66,6 +75,7 @@ export function loadAgentConfig(flags: Flags, env: Env): AgentConfig {
     secret: loadSecret(flags, env, warnings),
     agentId: parseAgentId(required(flags, env, "id", "INDRANET_AGENT_ID")),
     to: to ? parseTarget(to) : DEFAULT_TO,
+    tcp: tcp ? parseTcpServices(tcp) : [],
     ...(ca ? { ca: readCa(ca) } : {}),
     logLevel: logLevel ? parseSetting(logLevelKind, logLevel) : "info",
     logFormat: logFormat ? parseSetting(logFormatKind, logFormat) : "text",
@@ -178,6 +188,27 @@ export function parseTarget(setting: Setting): AgentConfig["to"] {
   const target = /^http:\/\//i.test(text) ? fromHttpUrl(text) : fromHostPort(text);
   if (!target) throw new UsageError(`${name}: expected ${TO_EXPECTED}, got '${text}'`);
   return target;
+}
+
+/**
+ * Comma-separated `NAME=HOST:PORT` (a repeated `--tcp` arrives joined by commas). A name is a DNS
+ * label, as an agent id is; the address is written as for --to, without http://.
+ */
+export function parseTcpServices(setting: Setting): TcpService[] {
+  const services = setting.text.split(",").map((part) => {
+    const text = part.trim();
+    const [name = "", address = ""] = text.split(/=(.*)/s, 2);
+    const target = /^\d+$/.test(address) ? undefined : fromHostPort(address);
+    if (!isValidAgentId(name) || !target) {
+      throw new UsageError(
+        `${setting.name}: expected NAME=HOST:PORT with NAME a DNS label such as ssh, got '${text}'`,
+      );
+    }
+    return { name, ...target };
+  });
+  const twice = services.find((service, i) => services.findIndex((s) => s.name === service.name) !== i);
+  if (twice) throw new UsageError(`${setting.name}: the name ${twice.name} is given twice`);
+  return services;
 }
 
 function fromHostPort(text: string): AgentConfig["to"] | undefined {

@@ -48,6 +48,12 @@ const connectArgs = {
     valueHint: "addr",
     description: "local service: PORT, HOST:PORT or http://HOST:PORT (INDRANET_TO; default 127.0.0.1:80)",
   },
+  tcp: {
+    type: "string",
+    valueHint: "name=addr",
+    description:
+      "expose a local TCP service under a name, e.g. ssh=127.0.0.1:22; repeat it for more (INDRANET_TCP, commas)",
+  },
   ca: {
     type: "string",
     valueHint: "file",
@@ -66,7 +72,7 @@ const connectArgs = {
   ...loggingArgs,
 } satisfies ArgsDef;
 
-const connectLists: ListFlags<typeof connectArgs> = new Set(["gateway"]);
+const connectLists: ListFlags<typeof connectArgs> = new Set(["gateway", "tcp"]);
 
 const connect = defineCommand({
   meta: { name: "connect", description: "Connect to a gateway and serve a local HTTP service through it" },

@@ -5,21 +5,28 @@ import { type ControlMessage, TunnelClose_Reason } from "../shared/gen/tunnel_pb
 import { log } from "../shared/log.ts";
 import { type Frame, Multiplexer } from "../shared/mux.ts";
 import { encodeClose } from "../shared/protocol.ts";
+import type { TcpService } from "./config.ts";
 import { type ExchangeCarrier, LocalExchange } from "./exchange.ts";
 import { GatewaySocket } from "./gateway-socket.ts";
 import type { LocalPool } from "./local-pool.ts";
+import { LocalTcpStream, type TcpStreamCarrier } from "./tcp-stream.ts";
 import { LocalWebSocket, type WebSocketCarrier } from "./websocket-bridge.ts";
 
 /** A gateway silent for this many heartbeat intervals is considered gone (DESIGN §5). */
 const MISSED_HEARTBEATS = 3;
 
-type AgentStream = LocalExchange | LocalWebSocket;
+type AgentStream = LocalExchange | LocalWebSocket | LocalTcpStream;
 
-export class TunnelConnection extends Multiplexer<AgentStream> implements ExchangeCarrier, WebSocketCarrier {
+export class TunnelConnection
+  extends Multiplexer<AgentStream>
+  implements ExchangeCarrier, WebSocketCarrier, TcpStreamCarrier
+{
   /** HTTP exchanges open: a graceful stop waits for these, not for WebSockets. */
   httpStreams = 0;
   readonly #socket: GatewaySocket;
   readonly #pool: LocalPool;
+  /** The only TCP services a stream may reach (--tcp). */
+  readonly #tcpServices: readonly TcpService[];
   /** Names this connection in log lines when the agent holds several ("connection 2/3: "). */
   readonly #prefix: string;
   #heartbeat: Timer | undefined;
@@ -29,12 +36,19 @@ export class TunnelConnection extends Multiplexer<AgentStream> implements Exchan
   /** Called once when the gateway announces it is going away (GoAway). */
   onGoAway: (() => void) | undefined;
 
-  constructor(ws: WebSocket, pool: LocalPool, version: number, prefix = "") {
+  constructor(
+    ws: WebSocket,
+    pool: LocalPool,
+    version: number,
+    prefix = "",
+    tcpServices: readonly TcpService[] = [],
+  ) {
     const socket = new GatewaySocket(ws);
     super(socket, version);
     this.#socket = socket;
     this.#pool = pool;
     this.#prefix = prefix;
+    this.#tcpServices = tcpServices;
   }
 
   protected get logName(): string {
@@ -93,6 +107,12 @@ export class TunnelConnection extends Multiplexer<AgentStream> implements Exchan
       this.send(encodeClose(request.streamId, TunnelClose_Reason.SHUTTING_DOWN, "agent stopping"));
       return true;
     }
+    if (request.tcpService !== "") {
+      const stream = new LocalTcpStream(this, request);
+      this.streams.set(stream.streamId, stream);
+      stream.start(request.tcpService, this.#tcpServices);
+      return true;
+    }
     if (request.websocket) {
       const bridge = new LocalWebSocket(this, this.#pool.authority, request);
       this.streams.set(bridge.streamId, bridge);
@@ -122,8 +142,8 @@ export class TunnelConnection extends Multiplexer<AgentStream> implements Exchan
   protected onClosed(): void {
     clearInterval(this.#heartbeat);
     for (const stream of [...this.streams.values()]) {
-      if (stream instanceof LocalExchange) stream.cancel();
-      else stream.cancel(1001, "tunnel closed");
+      if (stream instanceof LocalWebSocket) stream.cancel(1001, "tunnel closed");
+      else stream.cancel();
     }
     this.#socket.dispose();
   }
