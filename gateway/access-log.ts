@@ -2,6 +2,7 @@
 // duration are final. In text format it is one preformatted string; the JSON fields object is built
 // only when the logs are JSON lines.
 import { isJsonLogging, LOG_LEVELS, log, writeLines } from "../shared/log.ts";
+import type { TcpExchange } from "./tcp/ports.ts";
 
 /** One finished request, as the ingress reports it to the access log and the metrics. */
 export interface Exchange {
@@ -33,10 +34,7 @@ export function logExchange(e: Exchange): void {
   const hop = e.via ? ` via=${e.via}` : e.to ? ` to=${e.to}` : "";
   const text = `${e.requestId || "-"} ${e.agentId || "-"} ${e.method} ${e.path} ${e.status} ${e.bytes}B ${ms}ms${hop}`;
   if (!isJsonLogging()) return queue(textLines, text);
-  const line = {
-    time: new Date().toISOString(),
-    level: "info",
-    msg: text,
+  queueJson(text, {
     request_id: e.requestId,
     agent: e.agentId,
     method: e.method,
@@ -46,13 +44,35 @@ export function logExchange(e: Exchange): void {
     duration_ms: ms,
     ...(e.via ? { via: e.via } : {}),
     ...(e.to ? { to: e.to } : {}),
-  };
-  queue(jsonLines, JSON.stringify(line));
+  });
+}
+
+/** One line per TCP connection on a [[tcp]] port, once it closed: bytes each way and why it ended. */
+export function logTcp(e: TcpExchange): void {
+  if (log.level < LOG_LEVELS.info) return;
+  const ms = Math.round(e.durationMs * 10) / 10;
+  const outcome = e.error === undefined ? "closed" : `error=${JSON.stringify(e.error)}`;
+  const text = `tcp ${e.agentId}/${e.service} ${e.clientIp} in=${e.bytesIn}B out=${e.bytesOut}B ${ms}ms ${outcome}`;
+  if (!isJsonLogging()) return queue(textLines, text);
+  queueJson(text, {
+    agent: e.agentId,
+    service: e.service,
+    client_ip: e.clientIp,
+    bytes_in: e.bytesIn,
+    bytes_out: e.bytesOut,
+    duration_ms: ms,
+    ...(e.error === undefined ? {} : { error: e.error }),
+  });
 }
 
 const textLines: string[] = [];
 const jsonLines: string[] = [];
 let flushScheduled = false;
+
+/** A line as consola's JSON reporter writes it: time, level and message first. */
+function queueJson(text: string, fields: Record<string, unknown>): void {
+  queue(jsonLines, JSON.stringify({ time: new Date().toISOString(), level: "info", msg: text, ...fields }));
+}
 
 function queue(lines: string[], line: string): void {
   lines.push(line);

@@ -219,6 +219,7 @@ export class AgentListener {
         token: request.token,
         remoteAddress: remote,
         agentVersion: request.agentVersion,
+        tcpServices: request.tcpServices,
       },
       version,
       (closed) => {

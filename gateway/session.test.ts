@@ -43,7 +43,7 @@ test("a stream whose handler throws costs that stream only, not the session", as
   const socket = fakeSocket();
   const session = new AgentSession(
     socket.ws,
-    { agentId: "pi-x", token: "t", remoteAddress: "127.0.0.1", agentVersion: "test" },
+    { agentId: "pi-x", token: "t", remoteAddress: "127.0.0.1", agentVersion: "test", tcpServices: [] },
     PROTOCOL_VERSION,
     () => {},
   );

@@ -3,10 +3,11 @@
 import type { ServerWebSocket } from "bun";
 import { TunnelClose_Reason } from "../shared/gen/tunnel_pb.ts";
 import { type Frame, Multiplexer } from "../shared/mux.ts";
-import { encodeClose } from "../shared/protocol.ts";
+import { encodeClose, encodeEnvelope, INITIAL_WINDOW } from "../shared/protocol.ts";
 import { AgentSocket } from "./agent-socket.ts";
 import { ingressError } from "./errors.ts";
 import { GatewayStream, type StreamCarrier, type StreamInit } from "./inflight.ts";
+import { type TcpOutcome, TcpStream, type TcpStreamCarrier } from "./tcp/stream.ts";
 import { type BridgeCarrier, WebSocketBridge } from "./websocket-bridge.ts";
 
 export interface SessionInfo {
@@ -14,11 +15,16 @@ export interface SessionInfo {
   token: string;
   remoteAddress: string;
   agentVersion: string;
+  /** The TCP services the agent said it serves; empty for agents before TCP tunnels. */
+  tcpServices: readonly string[];
 }
 
-type SessionStream = GatewayStream | WebSocketBridge;
+type SessionStream = GatewayStream | WebSocketBridge | TcpStream;
 
-export class AgentSession extends Multiplexer<SessionStream> implements StreamCarrier, BridgeCarrier {
+export class AgentSession
+  extends Multiplexer<SessionStream>
+  implements StreamCarrier, BridgeCarrier, TcpStreamCarrier
+{
   readonly id = crypto.randomUUID();
   readonly info: SessionInfo;
   readonly connectedAt = Date.now();
@@ -63,6 +69,20 @@ export class AgentSession extends Multiplexer<SessionStream> implements StreamCa
     const bridge = new WebSocketBridge(this, streamId, requestId, handshakeTimeoutMs);
     this.streams.set(streamId, bridge);
     return bridge;
+  }
+
+  /** Asks the agent to connect to its TCP service `service`; the stream relays once it has. */
+  openTcp(service: string, onFinished: (outcome: TcpOutcome) => void): TcpStream {
+    const streamId = this.#allocateStreamId();
+    const stream = new TcpStream(this, streamId, onFinished);
+    this.streams.set(streamId, stream);
+    this.send(
+      encodeEnvelope({
+        case: "request",
+        value: { streamId, tcpService: service, window: INITIAL_WINDOW },
+      }),
+    );
+    return stream;
   }
 
   forget(stream: SessionStream): void {

@@ -113,3 +113,8 @@ export function fsReason(error: unknown): string {
   if (code === "EISDIR") return "it is a directory";
   return error instanceof Error ? error.message : String(error);
 }
+
+/** A TOML table (`[name]` or one entry of `[[name]]`): not an array, a date or a scalar. */
+export function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
