@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, and only those that are missing:
-# curl and openssl (used by end-to-end tests), redis-server and haproxy (cluster tests), chromium
+# curl and openssl (used by end-to-end tests), redis-server and haproxy (cluster tests),
+# openssh-server and openssh-client (TCP tunnel tests), chromium
 # (the inspector page's browser tests), systemd-analyze (unit file checks), and
 # qemu-user with the foreign libc so the binary built for the other architecture runs here
 # (arm64 under qemu stands in for a Raspberry Pi). Quick and silent when everything is
@@ -30,6 +31,10 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v haproxy >/dev/null || missing+=(haproxy)
 # The inspector page is tested in Debian's headless Chromium, driven by playwright-core.
 command -v chromium >/dev/null || missing+=(chromium)
+# The TCP tunnel tests run Debian's sshd as the current user and reach it with ssh and scp.
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+command -v ssh >/dev/null && command -v scp >/dev/null && command -v ssh-keygen >/dev/null ||
+  missing+=(openssh-client)
 # systemd-analyze verifies the unit files; it works without systemd running (containers).
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 # qemu-user-static provides the same command; either one will do.
