@@ -179,17 +179,28 @@ export class TcpRelay {
       return this.fail(TunnelClose_Reason.PROTOCOL_ERROR, "data beyond the granted window");
     }
     if (this.#socketGone) this.#receiveWindow.handedOn(size);
-    else if (size > 0) {
-      // The payload is a view into the message it came in: what waits is kept apart from it.
-      this.#unwritten.push(keepable(message.payload));
-      this.#unwrittenBytes += size;
-      streamStats.buffered(this.#unwrittenBytes);
-      if (this.#unwritten.length === 1) this.drained();
-    }
+    else if (size > 0) this.#write(message.payload);
     if (message.endStream) {
       this.#in = "ending";
       this.drained();
     }
+  }
+
+  // Straight to the socket when nothing waits; only what it did not take is kept, apart from the
+  // message it came in (the payload is a view into it).
+  #write(payload: Uint8Array): void {
+    const socket = this.#socket;
+    let rest = payload;
+    if (socket !== null && this.#unwritten.length === 0) {
+      const n = Math.max(0, socket.write(payload));
+      this.bytesIn += n;
+      if (n > 0) this.#receiveWindow.handedOn(n);
+      if (n === payload.byteLength) return;
+      rest = payload.subarray(n);
+    }
+    this.#unwritten.push(keepable(rest));
+    this.#unwrittenBytes += rest.byteLength;
+    streamStats.buffered(this.#unwrittenBytes);
   }
 
   /** The socket takes bytes again (Bun's `drain`): what waits goes on, then a pending half-close. */
