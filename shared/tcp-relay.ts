@@ -120,6 +120,7 @@ export class TcpRelay {
     this.#unwritten = [];
     this.#unwrittenBytes = 0;
     this.#pump();
+    this.#settle();
   }
 
   // Sends what credit and the connection allow; the socket is paused while anything waits, so a
@@ -142,7 +143,7 @@ export class TcpRelay {
       carrier.sendData(this.streamId, n === chunk.byteLength ? chunk : chunk.subarray(0, n), false);
     }
     if (this.#finished) return;
-    if (this.#readPaused) {
+    if (this.#readPaused && this.#out === "open") {
       this.#readPaused = false;
       this.#socket?.resume();
     }
