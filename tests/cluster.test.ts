@@ -27,10 +27,15 @@ const ids = Array.from({ length: AGENTS }, (_, i) => `pi-${i}`);
 
 async function startMember(): Promise<Member> {
   const gateway = await Gateway.start({
-    args: ["--cluster-redis", redis.url, "--admin", "127.0.0.1:0", "--heartbeat", "2"],
+    args: ["--cluster-redis", redis.url, "--admin", "127.0.0.1:0"],
     env: SECRET,
   });
   return { gateway, admin: await adminUrl(gateway.proc) };
+}
+
+/** What the gateways logged, for a failure's message. */
+function logs(): string {
+  return members.map((m, i) => `--- gateway ${i}\n${m.gateway.proc.output.text.slice(-4000)}`).join("\n");
 }
 
 /** A request through HAProxy's ingress, as a client on the internet sends it. */
@@ -125,7 +130,9 @@ describe("a cluster of three gateways behind HAProxy", () => {
     const [owner] = (await directory(members[0] as Member))["pi-3"] as string[];
     for (const member of members) {
       const res = await member.gateway.fetch("pi-3", "/upload", { method: "POST", body });
-      expect(res.status).toBe(200);
+      if (res.status !== 200) {
+        throw new Error(`${res.status} ${res.headers.get("x-tunnel-error")}: ${await res.text()}\n${logs()}`);
+      }
       expect(await res.json()).toEqual({ length: body.byteLength, sha256: await sha256(body) });
     }
     // Two of the three gateways forwarded it; the one holding pi-3 served all three itself.
