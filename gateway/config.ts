@@ -21,9 +21,13 @@ import {
 } from "../shared/config.ts";
 import { UsageError } from "../shared/errors.ts";
 import type { LogFormat } from "../shared/log.ts";
+import { parseCidr } from "./access/cidr.ts";
+import { type AccessRule, readAccessTables } from "./access/config.ts";
 import type { TokenEntry } from "./authenticate.ts";
 import { type ClusterConfig, type ClusterFileTable, resolveCluster } from "./cluster/config.ts";
+import { checkHostsAgainstDomain, type HostEntry, readHosts } from "./hosts.ts";
 import { readAgentTables, resolveAdminToken } from "./inspect/config.ts";
+import { readTcpTables, type TcpRoute } from "./tcp/config.ts";
 import { readTlsPair, type TlsFiles, type TlsPair } from "./tls.ts";
 
 export type { TokenEntry };
@@ -61,8 +65,14 @@ export interface GatewayConfig {
   inspectOff: string[];
   /** Asked for by the admin listener's API and page; required off loopback. */
   adminToken?: string;
-  /** Front proxies whose X-Forwarded-* headers are kept (XFF is appended to); canonical addresses. */
+  /** Front proxies whose X-Forwarded-* headers are kept (XFF is appended to); addresses or CIDR ranges. */
   trustedProxies: string[];
+  /** Host names besides `<id>.<domain>` that route to an agent ([[hosts]]); reloaded on SIGHUP. */
+  hosts: HostEntry[];
+  /** Public TCP ports and the agent service each carries ([[tcp]]); reloaded on SIGHUP. */
+  tcp: TcpRoute[];
+  /** Per-agent access rules ([agents."id"] basic_auth, allow, deny, rate_limit); reloaded on SIGHUP. */
+  access: AccessRule[];
   dev: boolean;
   configPath?: string;
   logLevel: string;
@@ -121,6 +131,9 @@ type Scalars = Omit<
   | "tls"
   | "cluster"
   | "trustedProxies"
+  | "hosts"
+  | "tcp"
+  | "access"
   | "dev"
   | "configPath"
   | "warnings"
@@ -242,6 +255,8 @@ const FILE_KEYS = [
   "tls_key",
   "trusted_proxies",
   "tokens",
+  "hosts",
+  "tcp",
   "cluster",
   "agents",
   "admin_token_file",
@@ -274,11 +289,15 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
     ...(tls ? { tls } : {}),
     ...(cluster ? { cluster } : {}),
     trustedProxies: resolveTrustedProxies(flags, env, file),
+    hosts: file.hosts ?? [],
+    tcp: file.tcp ?? [],
+    access: file.access ?? [],
     tokens: file.tokens ?? [],
     dev: flags.dev === true,
     warnings,
     ...(configFile ? { configPath: configFile.text } : {}),
   };
+  checkHostsAgainstDomain(fileInfo.path, config.hosts, config.domain);
   if (cluster && !cluster.advertise && (config.bind === "0.0.0.0" || config.bind === "::")) {
     throw new UsageError(
       `--cluster-advertise is needed when --bind is ${config.bind}: other gateways must know which address reaches this one`,
@@ -324,20 +343,13 @@ function resolveTrustedProxies(flags: Flags, env: Env, file: FileConfig): string
 
 function readTrustedProxies(name: string, value: unknown): string[] {
   if (!Array.isArray(value) || !value.every((a) => typeof a === "string")) {
-    throw new UsageError(`${name} must be an array of IP addresses, e.g. ["127.0.0.1"]`);
+    throw new UsageError(`${name} must be an array of IP addresses or CIDR ranges, e.g. ["10.0.0.0/8"]`);
   }
-  // Loaded only for this setting: node:net stays out of a gateway that has no front proxy.
-  const { isIP } = require("node:net") as typeof import("node:net");
   return value.map((text) => {
-    const address = text.trim();
-    if (isIP(address) === 0) throw new UsageError(`${name}: '${text}' is not an IP address`);
-    return canonicalAddress(address);
+    const range = text.trim();
+    if (!parseCidr(range)) throw new UsageError(`${name}: '${text}' is not an IP address or CIDR range`);
+    return range;
   });
-}
-
-/** One spelling per address, so that `::ffff:127.0.0.1` from a dual-stack socket matches 127.0.0.1. */
-export function canonicalAddress(address: string): string {
-  return address.toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
 }
 
 function resolveScalars(flags: Flags, env: Env, file: FileConfig): Scalars {
@@ -369,7 +381,17 @@ export function parseConfigFile(path: string): FileConfig {
       continue;
     }
     if (key === "agents") {
-      config.inspectOff = readAgentTables(path, value);
+      const { rules, rest } = readAccessTables(path, value, ["inspect"]);
+      config.access = rules;
+      config.inspectOff = readAgentTables(path, rest);
+      continue;
+    }
+    if (key === "tcp") {
+      config.tcp = readTcpTables(path, value);
+      continue;
+    }
+    if (key === "hosts") {
+      config.hosts = readHosts(path, value);
       continue;
     }
     if (key === "admin_token_file") {

@@ -5,10 +5,11 @@ import { encodeRequest } from "../shared/codec.ts";
 import { endToEndHeaders } from "../shared/headers.ts";
 import { log } from "../shared/log.ts";
 import { INITIAL_WINDOW, MAX_FRAME_PAYLOAD } from "../shared/protocol.ts";
+import type { CidrList } from "./access/cidr.ts";
+import type { AccessControl } from "./access/policy.ts";
 import type { Exchange } from "./access-log.ts";
 import type { Hop } from "./cluster/forward.ts";
 import { ABSENT_HEADER, HOP_HEADER, verifyHop } from "./cluster/hop.ts";
-import { canonicalAddress } from "./config.ts";
 import { type IngressError, ingressError } from "./errors.ts";
 import { bodyToForward, forwardThroughPeer, TRY_ANOTHER } from "./ingress-peer.ts";
 import { type Inspector, REPLAY_HEADER } from "./inspect/inspector.ts";
@@ -27,8 +28,10 @@ import {
 export interface IngressOptions {
   /** Serve https:// with this certificate and key. */
   tls: TlsPair | undefined;
-  /** Canonical addresses of front proxies whose X-Forwarded-* headers are kept. */
-  trustedProxies: ReadonlySet<string>;
+  /** Front proxies whose X-Forwarded-* headers are kept. */
+  trustedProxies: CidrList;
+  /** Per-agent access rules, checked before a stream is opened. */
+  access: AccessControl;
   hostname: string;
   port: number;
   domain: string;
@@ -96,6 +99,12 @@ async function forward(
   const agentId = options.route(host);
   if (agentId === null) return refuse(ingressError("unknown_host", host ?? "no Host header"));
   const via = fromPeer(req, agentId, options);
+  // The first gateway of a cluster checked a forwarded request against its client's address.
+  const refusal = via === null ? options.access.check(agentId, req, server) : undefined;
+  if (refusal) {
+    const error = await refusal;
+    if (error) return refuse(error, agentId);
+  }
   const session = options.registry.pick(agentId);
   let target: Target = session ? { kind: "local", session } : await elsewhere(req, agentId, via, options);
   /** The body once read: a buffered one may go to a second peer or session. */
@@ -426,7 +435,7 @@ function requestHeaders(
   }
   if (via !== null) return headers;
   const clientIp = server.requestIP(req)?.address ?? "";
-  const trusted = options.trustedProxies.has(canonicalAddress(clientIp));
+  const trusted = options.trustedProxies.has(clientIp);
   const sent = (name: string) => (trusted ? req.headers.get(name) : null);
   const priorFor = sent("x-forwarded-for");
   headers.push(

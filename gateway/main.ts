@@ -75,7 +75,7 @@ const serveArgs = {
     type: "string",
     valueHint: "addrs",
     description:
-      "comma-separated front-proxy IPs whose X-Forwarded-* headers are kept (INDRANET_TRUST_PROXY)",
+      "comma-separated front-proxy IPs or CIDR ranges whose X-Forwarded-* headers are kept (INDRANET_TRUST_PROXY)",
   },
   "shutdown-grace": {
     type: "string",
@@ -264,4 +264,25 @@ const requests = defineCommand({
   },
 });
 
-await runBinary("gateway-tunnel", "indraNet Ingress-Tunnel gateway", { serve, agents, requests });
+const hashPassword = defineCommand({
+  meta: {
+    name: "hash-password",
+    description: 'Read a password from stdin and print its hash for basic_auth = ["user:<hash>"]',
+  },
+  async run({ rawArgs }) {
+    try {
+      rejectUnknownFlags(rawArgs, {});
+      const { readPasswordHash } = await import("./access/hash-password.ts");
+      process.stdout.write(`${await readPasswordHash(Bun.stdin.stream())}\n`);
+    } catch (error) {
+      exitOnStartupError(error);
+    }
+  },
+});
+
+await runBinary("gateway-tunnel", "indraNet Ingress-Tunnel gateway", {
+  serve,
+  agents,
+  requests,
+  "hash-password": hashPassword,
+});

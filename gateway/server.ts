@@ -4,13 +4,16 @@ import { startAdmin } from "../shared/admin.ts";
 import { agentIdAllowed } from "../shared/auth.ts";
 import { ConnectError_Code, type ConnectRequest } from "../shared/gen/tunnel_pb.ts";
 import { log } from "../shared/log.ts";
-import { logExchange } from "./access-log.ts";
+import { CidrList } from "./access/cidr.ts";
+import { AccessControl } from "./access/policy.ts";
+import { logExchange, logTcp } from "./access-log.ts";
 import { agentList, clusterView } from "./admin.ts";
 import { AgentListener } from "./agent-listener.ts";
 import { Authenticator, type AuthResult } from "./authenticate.ts";
 import { ClusterDirectory } from "./cluster/directory.ts";
 import type { GatewayConfig, TokenEntry } from "./config.ts";
 import { HeldRequests } from "./hold.ts";
+import { HostTable } from "./hosts.ts";
 import { startIngress } from "./ingress.ts";
 import { AdminAuth } from "./inspect/admin-auth.ts";
 import { answerInspector, type InspectorApi } from "./inspect/api.ts";
@@ -21,6 +24,8 @@ import { Locator } from "./locate.ts";
 import { GatewayMetrics } from "./metrics.ts";
 import { matchHostToAgentId } from "./route.ts";
 import { SessionRegistry } from "./sessions.ts";
+import { TcpMetrics } from "./tcp/metrics.ts";
+import { TcpPorts } from "./tcp/ports.ts";
 
 /** How often sessions are checked for missed probes and silence. */
 const LIVENESS_TICK_MS = 500;
@@ -78,8 +83,14 @@ export class Gateway {
   readonly #adminAuth: AdminAuth;
   /** Set when the gateway is one of a cluster. */
   readonly #directory: ClusterDirectory | undefined;
+  /** The [[tcp]] ports; rebound on reload. */
+  readonly #tcp: TcpPorts;
   /** The table in force, so that a reload can tell which sessions lost their token. */
   #tokens: TokenEntry[];
+  /** Custom host names; replaced on reload. */
+  #hosts: HostTable;
+  /** Per-agent access rules; replaced on reload. */
+  readonly #access: AccessControl;
   #lastPing: number;
   #phase: Phase = { kind: "running" };
 
@@ -90,6 +101,10 @@ export class Gateway {
       this.#metrics.authFailures.inc(1, ConnectError_Code[code]?.toLowerCase() ?? String(code)),
     );
     this.#tokens = config.tokens;
+    this.#hosts = new HostTable(config.hosts);
+    this.#access = new AccessControl(config.access, new CidrList(config.trustedProxies), (code) =>
+      this.#metrics.accessRefused.inc(1, code),
+    );
     this.#holds = new HeldRequests(config.holdMs, (id) =>
       this.#tokens.some((entry) => agentIdAllowed(entry.agents, id)),
     );
@@ -106,7 +121,9 @@ export class Gateway {
     this.#adminAuth = new AdminAuth(config.adminToken);
     const httpScheme = config.tls ? "https" : "http";
     this.#agents = this.#listenForAgents(httpScheme);
-    this.#ingress = this.#listenForRequests(new Locator(this.registry, this.#holds, this.#directory));
+    const locator = new Locator(this.registry, this.#holds, this.#directory);
+    this.#ingress = this.#listenForRequests(locator);
+    this.#tcp = this.#listenForTcp(locator);
     this.#lastPing = Date.now();
     this.#liveness = setInterval(() => this.#checkLiveness(), LIVENESS_TICK_MS);
 
@@ -152,8 +169,8 @@ export class Gateway {
   }
 
   /**
-   * Re-reads the config (SIGHUP): the token table applies at once, other settings at the next
-   * start. A config that does not load is reported and the running one stays in force.
+   * Re-reads the config (SIGHUP): the tokens, the host names and the access rules apply at once,
+   * other settings at the next start. A config that does not load is reported and the running one stays in force.
    */
   reload(load: () => GatewayConfig): void {
     let next: GatewayConfig;
@@ -167,6 +184,9 @@ export class Gateway {
     const before = new Map(this.#tokens.map((entry) => [entry.token, entry]));
     this.#tokens = next.tokens;
     this.#authenticator.setTokens(this.#tokens);
+    this.#hosts = new HostTable(next.hosts);
+    this.#access.replace(next.access);
+    this.#tcp.apply(next.tcp);
     const after = new Map(this.#tokens.map((entry) => [entry.token, entry]));
     for (const session of this.registry.all()) {
       const why = revocation(
@@ -183,7 +203,27 @@ export class Gateway {
     }
     for (const warning of next.warnings) log.warn(warning);
     this.#metrics.reloads.inc(1, "ok");
-    log.info(`config reloaded: ${this.#tokens.length} token(s)`);
+    log.info(
+      `config reloaded: ${this.#tokens.length} token(s), ${this.#hosts.size} host name(s), ${this.#access.size} access table(s)`,
+    );
+  }
+
+  /** Connections on [[tcp]] ports wait for their agent as requests do, here only (never forwarded). */
+  #listenForTcp(locator: Locator): TcpPorts {
+    const config = this.#config;
+    const ports = new TcpPorts({
+      bind: config.bind,
+      locator,
+      maxStreamsPerAgent: config.maxStreamsPerAgent,
+      accepting: () => this.#accepting,
+      observe: (exchange) => {
+        metrics.exchange(exchange);
+        logTcp(exchange);
+      },
+    });
+    const metrics = new TcpMetrics(this.#metrics.registry, ports);
+    ports.apply(config.tcp);
+    return ports;
   }
 
   #listenForAgents(httpScheme: string): AgentListener {
@@ -205,7 +245,8 @@ export class Gateway {
     const directory = this.#directory;
     return startIngress({
       tls: config.tls,
-      trustedProxies: new Set(config.trustedProxies),
+      trustedProxies: new CidrList(config.trustedProxies),
+      access: this.#access,
       hostname: config.bind,
       port: config.httpPort,
       domain: config.domain,
@@ -222,7 +263,8 @@ export class Gateway {
           : undefined,
       peerUnreachable: (peerId) => directory?.suspect(peerId),
       peerStale: (agentId) => directory?.forget(agentId),
-      route: (host) => matchHostToAgentId(host, config.domain),
+      // `<id>.<domain>` first, as fast as ever; the custom names only when that fails.
+      route: (host) => matchHostToAgentId(host, config.domain) ?? this.#hosts.lookup(host),
       accepting: () => this.#accepting,
       observe: (exchange) => {
         this.#metrics.exchange(exchange);
@@ -271,6 +313,7 @@ export class Gateway {
     const started = Date.now();
     log.info(`draining: ${this.#inFlight()} request(s) in flight, waiting up to ${graceMs / 1000} s`);
     const agentsClosed = this.#agents.stop();
+    this.#tcp.stop();
     await Bun.sleep(Math.min(HANDOVER_MS, graceMs));
     const listenersClosed = Promise.all([agentsClosed, this.#ingress.stop(), this.#admin?.stop()]);
     for (const session of this.registry.all()) session.sendGoAway("gateway shutting down");
@@ -314,7 +357,16 @@ function revocation(old: TokenEntry | undefined, now: TokenEntry | undefined, ag
 
 /** Settings other than the tokens, which only a restart applies. */
 function changedSettings(running: GatewayConfig, next: GatewayConfig): string[] {
-  const ignored = new Set(["tokens", "warnings", "dev", "devCredentials", "configPath"]);
+  const ignored = new Set([
+    "tokens",
+    "hosts",
+    "access",
+    "tcp",
+    "warnings",
+    "dev",
+    "devCredentials",
+    "configPath",
+  ]);
   return Object.keys(next).filter(
     (key) =>
       !ignored.has(key) &&
