@@ -5,11 +5,12 @@
 // tunnel against plain TCP over the same relay; `--only relay` runs just those. Then requests
 // forwarded between two gateways of a cluster beside the same requests served locally;
 // `--only cluster` runs just those. Then the same requests through a gateway with the inspector off
-// and one with it on; `--only inspector` runs just those. `--profile` instead profiles the gateway
-// and the agent run from source.
+// and one with it on; `--only inspector` runs just those. Then 64 MiB transfers as raw TCP through
+// a [[tcp]] port against `ssh -L` and direct; `--only tcp` runs just those. `--profile` instead
+// profiles the gateway and the agent run from source.
 //
 //   bun scripts/bench.ts [--rounds 3] [--seconds 5] [--transfers 5] [--relay-transfers 5]
-//                        [--only relay|cluster|inspector] [--profile] [--no-doc]
+//                        [--only relay|cluster|inspector|tcp] [--profile] [--no-doc]
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,13 +39,14 @@ import {
   targetChecks,
 } from "./bench/report.ts";
 import { startReverseTunnel, startSshd } from "./bench/ssh.ts";
+import { measureTcp, renderTcp, type TcpRun } from "./bench/tcp.ts";
 import { fromDist, startTunnel, type Tunnel } from "./bench/tunnel.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const DOC = join(ROOT, "docs", "PERFORMANCE.md");
 
 /** The parts `--only` runs alone, each with its own section in the doc. */
-const PARTS = ["relay", "cluster", "inspector"] as const;
+const PARTS = ["relay", "cluster", "inspector", "tcp"] as const;
 type Part = (typeof PARTS)[number];
 
 function isPart(name: string): name is Part {
@@ -191,13 +193,17 @@ async function benchMain(): Promise<void> {
   const cluster = await measureCluster(children, dir, rows.direct.port, parts);
   console.log("requests through a gateway with the inspector off and one with it on");
   const inspector = await measureInspector(children, dir, rows.direct.port, parts);
+  console.log("64 MiB transfers as raw TCP: a [[tcp]] port, ssh -L and direct");
+  const tcp = await measureTcp(children, dir, rows.direct.port, largeFile, settings.transfers);
   const results = renderResults(machineLine(machine), pairs, mem, cpu, rounds, settings, elapsed, relay);
   const clusterSection = clusterText(machineLine(machine), cluster);
   const inspectorSection = inspectorText(machineLine(machine), inspector);
-  console.log(`\n${results}\n\n${clusterSection}\n\n${inspectorSection}\n`);
+  const tcpSection = tcpText(machineLine(machine), tcp);
+  console.log(`\n${results}\n\n${clusterSection}\n\n${inspectorSection}\n\n${tcpSection}\n`);
   writeDoc("results", results);
   writeDoc("cluster", clusterSection);
   writeDoc("inspector", inspectorSection);
+  writeDoc("tcp", tcpSection);
 }
 
 /** Rewrites one marked section of the doc, unless --no-doc. */
@@ -290,7 +296,12 @@ function inspectorText(machine: string, inspector: InspectorRun): string {
   return measured("Requests with the inspector off and on", machine, renderInspector(inspector));
 }
 
-/** `--only relay`, `--only cluster` or `--only inspector`: the upstream and that part's rows, nothing else. */
+/** The TCP rows, between their own markers in the doc, as the cluster rows. */
+function tcpText(machine: string, tcp: TcpRun): string {
+  return measured("Bulk transfers as raw TCP streams", machine, renderTcp(tcp));
+}
+
+/** `--only relay`, `cluster`, `inspector` or `tcp`: the upstream and that part's rows, nothing else. */
 async function onlyMain(part: Part): Promise<void> {
   requireDist();
   const relayTransfers = positive("relay-transfers", flags["relay-transfers"]);
@@ -304,6 +315,11 @@ async function onlyMain(part: Part): Promise<void> {
       relayText(machine, await measureRelay(children, dir, upstreamPort, largeFile, relayTransfers)),
     cluster: async () => clusterText(machine, await measureCluster(children, dir, upstreamPort, load)),
     inspector: async () => inspectorText(machine, await measureInspector(children, dir, upstreamPort, load)),
+    tcp: async () =>
+      tcpText(
+        machine,
+        await measureTcp(children, dir, upstreamPort, largeFile, positive("transfers", flags.transfers)),
+      ),
   };
   const section = await sections[part]();
   console.log(`\n${section}\n`);

@@ -18,6 +18,9 @@ const SKELETON = `# Performance
 <!-- bench:inspector:begin -->
 <!-- bench:inspector:end -->
 
+<!-- bench:tcp:begin -->
+<!-- bench:tcp:end -->
+
 ## Where the time goes
 
 <!-- bench:profile:begin -->

@@ -1,5 +1,6 @@
 // The `ssh -R` rows: an OpenSSH server on 127.0.0.1 (ephemeral port, keys generated in the bench's
-// temp dir) and a client that forwards a port allocated by the server to the upstream.
+// temp dir) and a client that forwards a port allocated by the server to the upstream; the TCP
+// rows' `ssh -L`, a client that forwards a local port through the same server.
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Children, freePort, run, waitForPort } from "./procs.ts";
@@ -46,7 +47,7 @@ export async function startSshd(children: Children, parent: string): Promise<Ssh
       "UsePAM no",
       // The key and the files live in a temp dir whose owner checks mean nothing here.
       "StrictModes no",
-      "AllowTcpForwarding remote",
+      "AllowTcpForwarding yes",
       "GatewayPorts no",
       "PrintMotd no",
       "LogLevel ERROR",
@@ -74,30 +75,50 @@ export async function startReverseTunnel(
   const session = interactive ? ["-tt", "127.0.0.1", "exec sleep 100000"] : ["-N", "127.0.0.1"];
   const child = children.spawn(
     interactive ? "ssh -tt -R" : "ssh -N -R",
-    [
-      "ssh",
-      "-F",
-      "/dev/null",
-      "-p",
-      String(server.port),
-      "-i",
-      server.userKey,
-      "-o",
-      `UserKnownHostsFile=${server.knownHosts}`,
-      "-o",
-      "StrictHostKeyChecking=yes",
-      "-o",
-      "BatchMode=yes",
-      "-o",
-      "ExitOnForwardFailure=yes",
-      "-R",
-      `127.0.0.1:0:127.0.0.1:${targetPort}`,
-      ...session,
-    ],
+    [...sshClient(server), "-R", `127.0.0.1:0:127.0.0.1:${targetPort}`, ...session],
     // With -tt ssh reads its stdin as the terminal: keep it open so the session stays up.
     { keepStdinOpen: interactive },
   );
   const [, port] = await child.waitFor(/Allocated port (\d+) for remote forward/);
   await waitForPort(Number(port), child);
   return Number(port);
+}
+
+/** Starts `ssh -N -L` forwarding a free local port to `targetPort` through the server; returns it. */
+export async function startLocalForward(
+  children: Children,
+  server: SshServer,
+  targetPort: number,
+): Promise<number> {
+  const port = freePort();
+  const child = children.spawn("ssh -N -L", [
+    ...sshClient(server),
+    "-L",
+    `127.0.0.1:${port}:127.0.0.1:${targetPort}`,
+    "-N",
+    "127.0.0.1",
+  ]);
+  await waitForPort(port, child);
+  return port;
+}
+
+/** The client's command up to its forwarding: no user config, the bench's key and known host. */
+function sshClient(server: SshServer): string[] {
+  return [
+    "ssh",
+    "-F",
+    "/dev/null",
+    "-p",
+    String(server.port),
+    "-i",
+    server.userKey,
+    "-o",
+    `UserKnownHostsFile=${server.knownHosts}`,
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ExitOnForwardFailure=yes",
+  ];
 }

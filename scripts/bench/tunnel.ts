@@ -137,7 +137,10 @@ export async function startGateway(
   return { child, httpPort: Number(httpPort), wsPort: Number(wsPort) };
 }
 
-/** An agent that dials 127.0.0.1:dialPort and forwards to the upstream; resolves once it is ready. */
+/**
+ * An agent that dials 127.0.0.1:dialPort and forwards to the upstream; resolves once it is ready.
+ * `extra` flags follow the common ones (`--tcp` for the TCP rows).
+ */
 export async function startAgent(
   children: Children,
   launcher: Launcher,
@@ -145,6 +148,7 @@ export async function startAgent(
   credentials: Credentials,
   dialPort: number,
   upstreamPort: number,
+  extra: string[] = [],
 ): Promise<Child> {
   const agent = children.spawn(
     name,
@@ -159,6 +163,7 @@ export async function startAgent(
       AGENT_ID,
       "--to",
       `127.0.0.1:${upstreamPort}`,
+      ...extra,
     ],
     // The secret goes through the environment, as the README asks of users.
     { env: { ...ENV, INDRANET_SECRET: credentials.secret } },
