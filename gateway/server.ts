@@ -216,6 +216,7 @@ export class Gateway {
       locator,
       maxStreamsPerAgent: config.maxStreamsPerAgent,
       accepting: () => this.#accepting,
+      admits: (agentId, clientIp) => this.#access.admitsConnection(agentId, clientIp),
       observe: (exchange) => {
         metrics.exchange(exchange);
         logTcp(exchange);

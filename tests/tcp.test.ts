@@ -190,11 +190,13 @@ beforeAll(async () => {
     ["absent", "ghost", "ssh"],
     ["later", "pi-later", "echo"],
     ["old", "pi-old", "ssh"],
+    ["walled", "pi-walled", "echo"],
   ];
   gateway = await Gateway.start({
-    toml: routes
-      .map(([, agentId, service]) => `\n[[tcp]]\nport = 0\nagent = "${agentId}"\nservice = "${service}"\n`)
-      .join(""),
+    toml:
+      routes
+        .map(([, agentId, service]) => `\n[[tcp]]\nport = 0\nagent = "${agentId}"\nservice = "${service}"\n`)
+        .join("") + '\n[agents."pi-walled"]\ndeny = ["127.0.0.0/8"]\n',
   });
   await Promise.all(
     routes.map(async ([name, agentId, service]) => {
@@ -287,6 +289,15 @@ describe("TCP streams", () => {
     expect(client.bytes.byteLength).toBe(0);
     await gateway.proc.waitFor(
       /tcp pi-tcp\/telnet 127\.0\.0\.1 in=0B out=0B .*error="the agent does not serve 'telnet'"/,
+    );
+  }, 10_000);
+
+  test("an agent's deny list refuses a TCP client before anything is opened", async () => {
+    const client = await RawClient.open(ports.walled as number);
+    await within(client.closed.promise, 5_000, "the close");
+    expect(client.bytes.byteLength).toBe(0);
+    await gateway.proc.waitFor(
+      /tcp pi-walled\/echo 127\.0\.0\.1 .*error="forbidden by the agent's address lists"/,
     );
   }, 10_000);
 

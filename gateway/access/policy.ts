@@ -35,16 +35,17 @@ export class AccessPolicy {
     this.#auth = rule.users.length > 0 ? new BasicAuth(rule.users) : undefined;
   }
 
+  /** Whether the address lists let `client` in (deny first, then allow when it lists any). */
+  admits(client: string): boolean {
+    if (this.#allow.empty && this.#deny.empty) return true;
+    const address = parseAddress(client);
+    if (address === undefined) return this.#allow.empty;
+    return !this.#deny.contains(address) && (this.#allow.empty || this.#allow.contains(address));
+  }
+
   /** The refusal for a request from `client` to `agentId`, if any; the Authorization header is taken. */
   check(agentId: string, req: Request, client: string, nowMs: number): Refusal | Promise<Refusal> {
-    if (!this.#allow.empty || !this.#deny.empty) {
-      const address = parseAddress(client);
-      const denied =
-        address === undefined
-          ? !this.#allow.empty
-          : this.#deny.contains(address) || (!this.#allow.empty && !this.#allow.contains(address));
-      if (denied) return ingressError("forbidden", client);
-    }
+    if (!this.admits(client)) return ingressError("forbidden", client);
     if (this.#limiter) {
       const wait = this.#limiter.take(`${agentId} ${client}`, nowMs);
       if (wait > 0) return ingressError("rate_limited", undefined, { "retry-after": String(wait) });
@@ -127,6 +128,17 @@ export class AccessControl {
     const verdict = policy.check(agentId, req, client, Date.now());
     if (verdict instanceof Promise) return verdict.then((r) => this.#counted(r));
     return this.#counted(verdict);
+  }
+
+  /**
+   * For a TCP connection to one of `agentId`'s services: only the address lists apply (there is
+   * no header to carry a password, and no proxy in front to trust). Refusals are counted.
+   */
+  admitsConnection(agentId: string, socketAddress: string): boolean {
+    const policy = this.policyFor(agentId);
+    if (!policy || policy.admits(socketAddress)) return true;
+    this.#onRefused("forbidden");
+    return false;
   }
 
   #counted(refusal: Refusal): Refusal {

@@ -20,6 +20,8 @@ export interface TcpPortsOptions {
   locator: Locator;
   maxStreamsPerAgent: number;
   accepting: () => boolean;
+  /** The agent's address lists ([agents."id"] allow and deny) for a connecting client. */
+  admits: (agentId: string, clientIp: string) => boolean;
   observe: (exchange: TcpExchange) => void;
 }
 
@@ -111,6 +113,15 @@ export class TcpPorts {
       return;
     }
     this.open++;
+    // Refused before anything is opened: the agent never hears of it.
+    if (!this.#options.admits(route.agent, client.clientIp)) {
+      socket.end();
+      return this.#finished(client, {
+        bytesIn: 0,
+        bytesOut: 0,
+        error: "forbidden by the agent's address lists",
+      });
+    }
     socket.setNoDelay(true);
     void this.#connect(socket, client);
   }
