@@ -94,7 +94,8 @@ async function forward(
   options: IngressOptions,
 ): Promise<Response | undefined> {
   const startedAt = performance.now();
-  const refuse = (error: IngressError, agentId = "") => answered(req, agentId, error, startedAt, options);
+  const refuse = (error: IngressError, agentId = "") =>
+    answered(req, agentId, error, startedAt, options, server);
   const host = req.headers.get("host");
   const agentId = options.route(host);
   if (agentId === null) return refuse(ingressError("unknown_host", host ?? "no Host header"));
@@ -166,7 +167,8 @@ function throughSession(
   options: IngressOptions,
   routed: Routed,
 ): Promise<Response | undefined | typeof TRY_ANOTHER> | Response {
-  const refuse = (error: IngressError) => answered(req, routed.agentId, error, routed.startedAt, options);
+  const refuse = (error: IngressError) =>
+    answered(req, routed.agentId, error, routed.startedAt, options, server);
   if (routed.contentLength > options.maxRequestBodyBytes) return refuse(ingressError("payload_too_large"));
   // WebSocket streams hold a window each way too: they count against the same limit.
   if (routed.session.streams.size >= options.maxStreamsPerAgent) {
@@ -366,9 +368,13 @@ function answered(
   error: IngressError,
   startedAt: number,
   options: IngressOptions,
+  server: IngressServer,
 ): Response {
   const response = error.toResponse();
-  if (options.inspector) recordAnswer(options.inspector, req, agentId, error, response);
+  if (options.inspector) {
+    const clientIp = server.requestIP(req)?.address ?? "";
+    recordAnswer(options.inspector, req, { agentId, clientIp }, error, response);
+  }
   options.observe({
     requestId: "",
     agentId,
@@ -385,17 +391,17 @@ function answered(
 function recordAnswer(
   inspector: Inspector,
   req: Request,
-  agentId: string,
+  from: { agentId: string; clientIp: string },
   error: IngressError,
   response: Response,
 ) {
   const url = new URL(req.url);
   const start = {
     id: crypto.randomUUID(),
-    agent: agentId,
+    agent: from.agentId,
     method: req.method,
     path: url.pathname + url.search,
-    clientIp: "",
+    clientIp: from.clientIp,
     requestHeaders: [...req.headers] as [string, string][],
     replayOf: inspector.replayOf(req.headers.get(REPLAY_HEADER)),
   };

@@ -15,6 +15,7 @@ const agents: Agent[] = [];
 
 interface Summary {
   id: string;
+  client_ip: string;
   agent: string;
   path: string;
   status: number;
@@ -120,7 +121,12 @@ describe("the inspector", () => {
   test("records the gateway's own answers with their X-Tunnel-Error code", async () => {
     await (await gateway.fetch("nobody", "/missing")).text();
     const [refused] = await list("?status=404&path=/missing");
-    expect(refused).toMatchObject({ agent: "nobody", status: 404, error: "agent_not_connected" });
+    expect(refused).toMatchObject({
+      agent: "nobody",
+      status: 404,
+      error: "agent_not_connected",
+      client_ip: "127.0.0.1",
+    });
     expect((await detail(refused?.id as string)).response?.body.data).toContain("no agent is connected");
   });
 
