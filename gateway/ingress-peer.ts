@@ -37,6 +37,15 @@ export interface PeerRoute {
 /** A peer's answers that mean it did not run the request: the agent left it, or it is draining. */
 const NOT_RUN = new Set(["agent_not_connected", "gateway_shutting_down"]);
 
+/**
+ * The peer refused the request itself, before any agent saw it. Only its own answers lack an
+ * X-Request-Id (every answer through a stream has one): a service's X-Tunnel-Error header, copied
+ * from somewhere upstream, must never make the request run again.
+ */
+function refusedByPeer(response: Response): boolean {
+  return !response.headers.has("x-request-id") && NOT_RUN.has(response.headers.get("x-tunnel-error") ?? "");
+}
+
 /** The peer did not take the request, which may go to another one: nothing reached the client yet. */
 export const TRY_ANOTHER: unique symbol = Symbol("try another peer");
 
@@ -81,7 +90,7 @@ export async function forwardThroughPeer(
         body: route.body,
         signal: req.signal,
       });
-      if (retryable && NOT_RUN.has(response.headers.get("x-tunnel-error") ?? "")) {
+      if (retryable && refusedByPeer(response)) {
         context.stale(route.agentId);
         return TRY_ANOTHER;
       }

@@ -183,6 +183,17 @@ describe("a cluster of three gateways behind HAProxy", () => {
     expect(names).not.toContain("x-indranet-hop");
   });
 
+  test("a service's own X-Tunnel-Error header reaches the client and never makes a gateway send the request again", async () => {
+    const owner = ((await directory(members[0] as Member))["pi-6"] as string[])[0];
+    const gatewayIds = await Promise.all(members.map(gatewayId));
+    const other = members[gatewayIds.findIndex((id) => id !== owner)] as Member;
+    const before = echo.lookalikesSeen;
+    const res = await other.gateway.fetch("pi-6", "/lookalike", { method: "POST", body: "once" });
+    expect(res.status).toBe(404);
+    expect(await res.text()).toBe("from the service");
+    expect(echo.lookalikesSeen).toBe(before + 1);
+  });
+
   test("a WebSocket through every gateway, forwarded or not, echoes text and binary both ways", async () => {
     for (const member of members) {
       const ws = new WebSocket(`ws://127.0.0.1:${member.gateway.httpPort}/chat`, {

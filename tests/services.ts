@@ -18,11 +18,18 @@ export function patternBytes(size: number, seed = 7): Uint8Array {
 /** A loopback TCP server always has a port; Bun types it optional for unix sockets. */
 export type OnPort<T> = T & { readonly port: number };
 
-/** The echo service; `hangsSeen` counts requests to /hang it has received (and never answers). */
-export type EchoService = OnPort<Server<undefined>> & { readonly hangsSeen: number };
+/**
+ * The echo service; `hangsSeen` counts requests to /hang it has received (and never answers),
+ * `lookalikesSeen` those to /lookalike, answered with a header the gateway uses for its own errors.
+ */
+export type EchoService = OnPort<Server<undefined>> & {
+  readonly hangsSeen: number;
+  readonly lookalikesSeen: number;
+};
 
 export function startEchoService(): EchoService {
   let hangs = 0;
+  let lookalikes = 0;
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -59,6 +66,12 @@ export function startEchoService(): EchoService {
             sha256: new Bun.CryptoHasher("sha256").update(body).digest("hex"),
           });
         }
+        case "lookalike":
+          lookalikes++;
+          return new Response("from the service", {
+            status: 404,
+            headers: { "x-tunnel-error": "agent_not_connected" },
+          });
         case "hang":
           hangs++;
           return new Promise<Response>(() => {});
@@ -76,6 +89,7 @@ export function startEchoService(): EchoService {
       }
     },
   });
+  Object.defineProperty(server, "lookalikesSeen", { get: () => lookalikes });
   return Object.defineProperty(server, "hangsSeen", { get: () => hangs }) as EchoService;
 }
 

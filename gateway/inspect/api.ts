@@ -44,7 +44,7 @@ export async function answerInspector(
   const exchange = inspector.ring.get(decodeURIComponent(id ?? ""));
   if (!exchange) return Response.json({ error: "not found" }, { status: 404 });
   if (action === undefined && req.method === "GET") return Response.json(detail(exchange));
-  if (action === "replay" && req.method === "POST") return replay(api, exchange, req);
+  if (action === "replay" && req.method === "POST") return replay(api, withOwnBody(exchange), req);
   return Response.json({ error: "not found" }, { status: 404 });
 }
 
@@ -127,6 +127,15 @@ async function replay(api: InspectorApi, exchange: CapturedExchange, req: Reques
   } catch (error) {
     return Response.json({ error: error instanceof Error ? error.message : String(error) }, { status: 502 });
   }
+}
+
+/**
+ * The exchange with a copy of its request body, taken before anything is awaited: the kept bytes
+ * lie in a pooled buffer that another exchange reuses once this one leaves the ring.
+ */
+function withOwnBody(exchange: CapturedExchange): CapturedExchange {
+  const body = exchange.requestBody;
+  return { ...exchange, requestBody: { size: body.size, bytes: body.bytes.slice(), pooled: null } };
 }
 
 export function summary(exchange: CapturedExchange) {

@@ -53,6 +53,5 @@ export async function replayThroughIngress(
 function replayBody(exchange: CapturedExchange, changes: ReplayChanges): Uint8Array {
   if (changes.body_base64 !== undefined) return new Uint8Array(Buffer.from(changes.body_base64, "base64"));
   if (changes.body !== undefined) return new TextEncoder().encode(changes.body);
-  // A copy: the kept bytes go back to a pool once the exchange leaves the ring.
-  return exchange.requestBody.bytes.slice();
+  return exchange.requestBody.bytes;
 }

@@ -4,6 +4,7 @@
 import type { Socket, TCPSocketListener } from "bun";
 import { log } from "../../shared/log.ts";
 import type { Locator } from "../locate.ts";
+import { sharesPort } from "../reuse-port.ts";
 import type { TcpRoute } from "./config.ts";
 import type { TcpOutcome, TcpStream } from "./stream.ts";
 
@@ -79,6 +80,7 @@ export class TcpPorts {
       listener = Bun.listen<TcpClient>({
         hostname: bind,
         port: route.port,
+        ...sharedPort(route.port),
         allowHalfOpen: true,
         socket: {
           open: (socket) => this.#accept(socket, route),
@@ -174,6 +176,14 @@ export class TcpPorts {
       durationMs: performance.now() - client.startedAt,
     });
   }
+}
+
+/**
+ * A successor process binds the same port while this one drains (a restart). Bun.listen takes
+ * `reusePort` as Bun.serve does, though its type declarations do not list it yet.
+ */
+function sharedPort(port: number): Partial<Bun.TCPSocketListenOptions<TcpClient>> {
+  return { reusePort: sharesPort(port) } as Partial<Bun.TCPSocketListenOptions<TcpClient>>;
 }
 
 /** A listener is known by its port; port 0 routes (tests) by their place in the list. */
