@@ -234,6 +234,7 @@ export class AgentListener {
     session.flush();
     // A socket that could not take the first frame is already closed: never register it.
     if (!sent || session.closed) return;
+    session.onStopping = (stopping) => registry.stopping(stopping);
     registry.add(session);
     // A first round-trip time, so that windows can grow before the first heartbeat.
     session.ping();

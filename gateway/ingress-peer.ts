@@ -13,6 +13,8 @@ import { wantsWebSocket } from "./websocket-bridge.ts";
 export interface PeerContext {
   hop: Hop;
   requestTimeoutMs: number;
+  /** Bun's idle timer for a forwarded request's connection, in seconds; 0 for none. */
+  idleTimeoutS: number;
   /** The request headers as this gateway would give them to an agent. */
   headers: (
     req: Request,
@@ -70,8 +72,9 @@ export async function forwardThroughPeer(
     pathAndQuery: url.pathname + url.search,
     headers: context.headers(req, server, route.host, requestId),
   };
-  // The owner applies its own timeouts; Bun's idle timer would cut a quiet stream (SSE) here.
-  server.timeout(req, 0);
+  // The owner cuts a stream idle for --idle-timeout; here the connection stays open as long, so
+  // that a quiet stream (SSE) lives on and an idle client still goes, as on the owner.
+  server.timeout(req, context.idleTimeoutS);
   let response: Response | undefined;
   try {
     if (wantsWebSocket(req)) {

@@ -107,15 +107,27 @@ async function forward(
     if (error) return refuse(error, agentId);
   }
   const session = options.registry.pick(agentId);
+  // A held request may wait longer than Bun's idle timer; its own timers are the hold's.
+  if (!session) server.timeout(req, 0);
   let target: Target = session ? { kind: "local", session } : await elsewhere(req, agentId, via, options);
   /** The body once read: a buffered one may go to a second peer or session. */
   let body: Uint8Array | ReadableStream<Uint8Array> | null | undefined;
   const contentLength = Number(req.headers.get("content-length") ?? Number.NaN);
   for (let attempt = 1; ; attempt++) {
     const last = attempt === MAX_ATTEMPTS;
-    if (target.kind === "refused") return refuse(target.error, agentId);
+    if (target.kind === "refused") {
+      // The timer was turned off for a wait or a first attempt: the client's connection gets it back.
+      restoreSendTimeout(server, req, options.idleTimeoutMs);
+      return refuse(target.error, agentId);
+    }
     if (target.kind === "peer") {
-      if (body === undefined && !wantsWebSocket(req)) body = await bodyToForward(req);
+      if (body === undefined && !wantsWebSocket(req)) {
+        try {
+          body = await bodyToForward(req);
+        } catch (error) {
+          return refuse(ingressError("client_error", (error as Error)?.message ?? String(error)), agentId);
+        }
+      }
       const route = { agentId, host: host ?? "", peer: target.peer, startedAt, body: body ?? null };
       const answer = await forwardThroughPeer(req, server, route, peerContext(options));
       if (answer !== TRY_ANOTHER) return answer;
@@ -206,6 +218,8 @@ function peerContext(options: IngressOptions) {
   return {
     hop: options.hop as Hop,
     requestTimeoutMs: options.requestTimeoutMs,
+    // Bun counts in whole seconds, up to 255; the owner cuts a stream idle for --idle-timeout.
+    idleTimeoutS: options.idleTimeoutMs === 0 ? 0 : Math.min(255, Math.ceil(options.idleTimeoutMs / 1000)),
     headers: (req: Request, server: IngressServer, host: string, requestId: string) =>
       requestHeaders(req, server, options, host, requestId, null),
     observe: options.observe,

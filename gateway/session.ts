@@ -34,6 +34,8 @@ export class AgentSession
   httpStreams = 0;
   /** Set once the agent refused a request because it is stopping: no new request goes to it. */
   stopping = false;
+  /** Told once, when the session turns stopping (the registry). */
+  onStopping: ((session: AgentSession) => void) | undefined;
 
   readonly #socket: AgentSocket;
   #nextStreamId = 1;
@@ -98,7 +100,9 @@ export class AgentSession
   }
 
   agentStopping(): void {
+    if (this.stopping) return;
     this.stopping = true;
+    this.onStopping?.(this);
   }
 
   /** Called by the listener when Bun drains the socket. */

@@ -24,9 +24,20 @@ export class SessionRegistry {
     this.#observers.push(observer);
   }
 
-  /** The ids with at least one session. */
-  agentIds(): IterableIterator<string> {
-    return this.#byId.keys();
+  /** The ids with at least one session that takes requests (not all stopping). */
+  *agentIds(): IterableIterator<string> {
+    for (const [agentId, list] of this.#byId) if (list.some((s) => !s.stopping)) yield agentId;
+  }
+
+  /**
+   * A session's agent said it is stopping (it declined a request): when no other session of the
+   * id takes requests, the id has left as far as the observers are concerned, so that requests
+   * for it are held and other gateways stop sending it here.
+   */
+  stopping(session: AgentSession): void {
+    const list = this.#byId.get(session.info.agentId) ?? [];
+    if (list.some((s) => !s.stopping)) return;
+    for (const observer of this.#observers) observer.left(session.info.agentId);
   }
 
   /** Newest last. */
@@ -94,7 +105,8 @@ export class SessionRegistry {
     const rest = list.filter((s) => s !== session);
     if (rest.length > 0) return void this.#byId.set(session.info.agentId, rest);
     this.#byId.delete(session.info.agentId);
-    for (const observer of this.#observers) observer.left(session.info.agentId);
+    // A stopping session already told the observers its id left.
+    if (!session.stopping) for (const observer of this.#observers) observer.left(session.info.agentId);
   }
 
   /**

@@ -73,6 +73,12 @@ describe("the checks", () => {
     expect(refused).toEqual(["forbidden", "forbidden"]);
   });
 
+  test("an address that does not parse never passes a list, a deny list alone included", async () => {
+    const { check } = control([rule("pi-x", { deny: ["198.51.100.0/24"] })]);
+    expect((await check("pi-x", "203.0.113.5")).code).toBeUndefined();
+    expect((await check("pi-x", "203.0.113.5:4711")).code).toBe("forbidden");
+  });
+
   test("behind a trusted proxy, the client in X-Forwarded-For is judged", async () => {
     const { check } = control([rule("pi-x", { deny: ["198.51.100.1"] })], ["10.0.0.0/8"]);
     expect((await check("pi-x", "10.0.0.1", { "x-forwarded-for": "198.51.100.1" })).code).toBe("forbidden");

@@ -39,7 +39,8 @@ export class AccessPolicy {
   admits(client: string): boolean {
     if (this.#allow.empty && this.#deny.empty) return true;
     const address = parseAddress(client);
-    if (address === undefined) return this.#allow.empty;
+    // An address that does not parse (a proxy that wrote `ip:port`) is never let past a list.
+    if (address === undefined) return false;
     return !this.#deny.contains(address) && (this.#allow.empty || this.#allow.contains(address));
   }
 

@@ -303,7 +303,13 @@ export class ClusterDirectory implements RegistryObserver {
         `cluster: Redis unavailable (${why}); serving local agents only, retrying every ${REFRESH_MS / 1000} s`,
       );
     }
-    if (!ok) this.#located.clear();
+    if (!ok) {
+      this.#located.clear();
+      // A command that timed out stays queued on its connection: a connection that stopped
+      // answering is dropped, so the next refresh dials a fresh one instead of queueing more.
+      this.#client?.close();
+      this.#client = undefined;
+    }
     this.#reportedDown = !ok;
     this.#everAvailable ||= ok;
     this.#available = ok;

@@ -1,6 +1,6 @@
 // The admin listener's token: `Authorization: Bearer <token>` for scripts, or a cookie set by the
 // page's login form. The cookie holds an HMAC of the token, not the token; both are compared in
-// constant time. Without a configured token (loopback), everything is open.
+// constant time. Without a configured token (loopback), everything is open to this machine.
 
 const COOKIE = "indranet_admin";
 
@@ -20,7 +20,7 @@ export class AdminAuth {
   }
 
   authorized(req: Request): boolean {
-    if (this.#token === undefined) return true;
+    if (this.#token === undefined) return loopbackHost(req.headers.get("host"));
     const bearer = /^Bearer (.+)$/.exec(req.headers.get("authorization") ?? "")?.[1];
     if (bearer !== undefined) return same(bearer, this.#token);
     const cookie = cookieValue(req.headers.get("cookie"), COOKIE);
@@ -41,6 +41,17 @@ export class AdminAuth {
   logout(): Response {
     return redirect("/", `${COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
   }
+}
+
+/**
+ * Without a token the listener is on loopback, and only a page of this machine can reach it; a
+ * Host that is not a loopback name means a page of another site made the browser ask (DNS
+ * rebinding), and is refused.
+ */
+function loopbackHost(host: string | null): boolean {
+  if (host === null) return false;
+  const name = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.replace(/:\d+$/, "");
+  return name === "localhost" || name === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(name);
 }
 
 function redirect(location: string, cookie?: string): Response {
