@@ -210,8 +210,14 @@ interface Routed {
 function fromPeer(req: Request, agentId: string, options: IngressOptions): string | null {
   const header = req.headers.get(HOP_HEADER);
   if (header === null || options.hop === undefined) return null;
-  const requestId = req.headers.get("x-request-id") ?? "";
-  return verifyHop(options.hop.secret, header, agentId, requestId, Date.now());
+  const url = new URL(req.url);
+  const request = {
+    agentId,
+    requestId: req.headers.get("x-request-id") ?? "",
+    method: req.method,
+    path: url.pathname + url.search,
+  };
+  return verifyHop(options.hop.secret, header, request, Date.now());
 }
 
 function peerContext(options: IngressOptions) {
@@ -416,7 +422,8 @@ function recordAnswer(
     method: req.method,
     path: url.pathname + url.search,
     clientIp: from.clientIp,
-    requestHeaders: [...req.headers] as [string, string][],
+    // The hop's signature and the replay mark are the gateway's, not the client's.
+    requestHeaders: [...req.headers].filter(([name]) => !INTERNAL_HEADERS.has(name)) as [string, string][],
     replayOf: inspector.replayOf(req.headers.get(REPLAY_HEADER)),
   };
   inspector.answered(start, response, error.code, error.text);

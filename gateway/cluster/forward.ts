@@ -71,15 +71,18 @@ export async function forwardToPeer(peer: Peer, hop: Hop, init: ForwardInit): Pr
 }
 
 /** The headers of the hop: the client's, the Host, the signature, and what fetch must not add. */
-export function hopHeaders(
-  hop: Hop,
-  init: Omit<ForwardInit, "body" | "signal" | "method" | "pathAndQuery">,
-): Headers {
+export function hopHeaders(hop: Hop, init: Omit<ForwardInit, "body" | "signal">): Headers {
   const headers = new Headers();
   for (const { name, value } of init.headers) headers.append(name, value);
   headers.set("host", init.host);
   const absent = ADDED_BY_FETCH.filter((name) => !headers.has(name));
   if (absent.length > 0) headers.set(ABSENT_HEADER, absent.join(","));
-  headers.set(HOP_HEADER, signHop(hop.secret, hop.gatewayId, init.agentId, init.requestId, Date.now()));
+  const signed = {
+    agentId: init.agentId,
+    requestId: init.requestId,
+    method: init.method,
+    path: init.pathAndQuery,
+  };
+  headers.set(HOP_HEADER, signHop(hop.secret, hop.gatewayId, signed, Date.now()));
   return headers;
 }

@@ -30,6 +30,7 @@ export async function upgradeThroughPeer(
 ): Promise<Response | undefined> {
   const headers = hopHeaders(hop, {
     ...init,
+    method: "GET",
     // The WebSocket client makes its own handshake; only the offered subprotocols carry over.
     headers: init.headers.filter(({ name }) => !name.startsWith("sec-websocket-")),
   });
