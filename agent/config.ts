@@ -9,11 +9,11 @@ import {
   integerKind,
   logFormatKind,
   logLevelKind,
+  oneSecret,
   parseSetting,
   pick,
-  readSecretFile,
   type Setting,
-  secretProblem,
+  secretSource,
 } from "../shared/config.ts";
 import { UsageError } from "../shared/errors.ts";
 import type { LogFormat } from "../shared/log.ts";
@@ -140,35 +140,23 @@ function gatewayPort(url: URL, text: string): number {
  * A secret on the command line works but is visible to every local user in `ps`.
  */
 function loadSecret(flags: Flags, env: Env, warnings: string[]): string {
-  const sources = secretSources(flags, env);
-  const [source, extra] = sources;
-  if (!source)
+  // Each source on its own, under the same rules as any setting (an empty variable is unset).
+  const found = oneSecret(
+    [
+      secretSource(pick(flags, {}, "secret", ""), false),
+      secretSource(pick({}, env, "", "INDRANET_SECRET"), false),
+      secretSource(pick(flags, {}, "secret-file", ""), true),
+      secretSource(pick({}, env, "", "INDRANET_SECRET_FILE"), true),
+    ],
+    "secret",
+    warnings,
+  );
+  if (!found)
     throw new UsageError("a secret is required: --secret-file FILE, INDRANET_SECRET_FILE or INDRANET_SECRET");
-  if (extra)
-    throw new UsageError(`give the secret only once (found ${sources.map((s) => s.name).join(" and ")})`);
-  if (source.name === "--secret") {
+  if (found.source.name === "--secret") {
     warnings.push("--secret is visible to other local users (ps); prefer INDRANET_SECRET or --secret-file");
   }
-  if (SECRET_FILE_SOURCES.has(source.name)) {
-    const read = readSecretFile(source.text, source.name);
-    if (read.warning) warnings.push(read.warning);
-    return read.secret;
-  }
-  const problem = source.text === "" ? "must not be empty" : secretProblem(source.text);
-  if (problem) throw new UsageError(`${source.name} ${problem}`);
-  return source.text;
-}
-
-const SECRET_FILE_SOURCES = new Set(["--secret-file", "INDRANET_SECRET_FILE"]);
-
-// Each source on its own, under the same rules as any setting (an empty variable is unset).
-function secretSources(flags: Flags, env: Env): Setting[] {
-  return [
-    pick(flags, {}, "secret", ""),
-    pick({}, env, "", "INDRANET_SECRET"),
-    pick(flags, {}, "secret-file", ""),
-    pick({}, env, "", "INDRANET_SECRET_FILE"),
-  ].filter((source) => source !== undefined);
+  return found.secret;
 }
 
 function parseAgentId(setting: Setting): string {

@@ -98,6 +98,42 @@ export function readSecretFile(path: string, name: string): { secret: string; wa
   return warning ? { secret, warning } : { secret };
 }
 
+/** One place a secret may come from: its text, or the path of a file holding it. */
+export interface SecretSource extends Setting {
+  file: boolean;
+}
+
+/**
+ * The secret from exactly one of `sources` (absent ones undefined), or undefined when none is
+ * given. A file is read (and warned about when others can read it), an inline value is checked;
+ * two sources are refused, naming both, so that a forgotten one never silently wins. `what`
+ * names the secret in that message ("secret", "cluster secret").
+ */
+export function oneSecret(
+  sources: (SecretSource | undefined)[],
+  what: string,
+  warnings: string[],
+): { secret: string; source: SecretSource } | undefined {
+  const given = sources.filter((source) => source !== undefined);
+  const [source, extra] = given;
+  if (extra)
+    throw new UsageError(`give the ${what} only once (found ${given.map((s) => s.name).join(" and ")})`);
+  if (!source) return undefined;
+  if (source.file) {
+    const read = readSecretFile(source.text, source.name);
+    if (read.warning) warnings.push(read.warning);
+    return { secret: read.secret, source };
+  }
+  const problem = source.text === "" ? "must not be empty" : secretProblem(source.text);
+  if (problem) throw new UsageError(`${source.name} ${problem}`);
+  return { secret: source.text, source };
+}
+
+/** A setting as a secret source, or undefined when it is not set. */
+export function secretSource(setting: Setting | undefined, file: boolean): SecretSource | undefined {
+  return setting ? { ...setting, file } : undefined;
+}
+
 /** A warning when a file holding secrets can be read by other local users, else undefined. */
 export function exposedFileWarning(path: string, mode: number, name: string): string | undefined {
   if ((mode & 0o077) === 0) return undefined;

@@ -193,10 +193,9 @@ beforeAll(async () => {
     ["walled", "pi-walled", "echo"],
   ];
   gateway = await Gateway.start({
-    toml:
-      routes
-        .map(([, agentId, service]) => `\n[[tcp]]\nport = 0\nagent = "${agentId}"\nservice = "${service}"\n`)
-        .join("") + '\n[agents."pi-walled"]\ndeny = ["127.0.0.0/8"]\n',
+    toml: `${routes
+      .map(([, agentId, service]) => `\n[[tcp]]\nport = 0\nagent = "${agentId}"\nservice = "${service}"\n`)
+      .join("")}\n[agents."pi-walled"]\ndeny = ["127.0.0.0/8"]\n`,
   });
   await Promise.all(
     routes.map(async ([name, agentId, service]) => {

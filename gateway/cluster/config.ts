@@ -5,10 +5,10 @@ import {
   type Env,
   exposedFileWarning,
   type Flags,
+  oneSecret,
   pick,
-  readSecretFile,
   type Setting,
-  secretProblem,
+  secretSource,
 } from "../../shared/config.ts";
 import { UsageError } from "../../shared/errors.ts";
 
@@ -111,35 +111,27 @@ function resolveSecret(
   file: { path: string; mode: number },
   warnings: string[],
 ): string {
-  const sources = [
-    pick({}, env, "", "INDRANET_CLUSTER_SECRET"),
-    pick(flags, env, "cluster-secret-file", "INDRANET_CLUSTER_SECRET_FILE"),
-    fileSetting(table?.secret, `${where}.secret`),
-    fileSetting(table?.secret_file, `${where}.secret_file`),
-  ].filter((source) => source !== undefined);
-  const [source, extra] = sources;
-  if (!source) {
+  const inFile = fileSetting(table?.secret_file, `${where}.secret_file`);
+  const found = oneSecret(
+    [
+      secretSource(pick({}, env, "", "INDRANET_CLUSTER_SECRET"), false),
+      secretSource(pick(flags, env, "cluster-secret-file", "INDRANET_CLUSTER_SECRET_FILE"), true),
+      secretSource(fileSetting(table?.secret, `${where}.secret`), false),
+      // A relative secret_file is found next to the config file.
+      secretSource(inFile && { ...inFile, text: resolve(dirname(file.path), inFile.text) }, true),
+    ],
+    "cluster secret",
+    warnings,
+  );
+  if (!found) {
     throw new UsageError(
       "a cluster needs a secret shared by its gateways: [cluster] secret or secret_file, " +
         "--cluster-secret-file, INDRANET_CLUSTER_SECRET or INDRANET_CLUSTER_SECRET_FILE",
     );
   }
-  if (extra) {
-    throw new UsageError(
-      `give the cluster secret only once (found ${sources.map((s) => s.name).join(" and ")})`,
-    );
-  }
-  if (/secret_file$|SECRET_FILE$|-file$/.test(source.name)) {
-    const path = source.name.startsWith(where) ? resolve(dirname(file.path), source.text) : source.text;
-    const read = readSecretFile(path, source.name);
-    if (read.warning) warnings.push(read.warning);
-    return read.secret;
-  }
-  const problem = secretProblem(source.text);
-  if (problem) throw new UsageError(`${source.name} ${problem}`);
-  if (source.name.startsWith(where)) {
+  if (found.source.name === `${where}.secret`) {
     const exposed = exposedFileWarning(file.path, file.mode, "the config file holds the cluster secret");
     if (exposed) warnings.push(exposed);
   }
-  return source.text;
+  return found.secret;
 }

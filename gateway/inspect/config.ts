@@ -2,14 +2,7 @@
 // never records bodies for, and the token the admin listener asks for.
 import { dirname, resolve } from "node:path";
 import type { AdminAddress } from "../../shared/admin.ts";
-import {
-  type Env,
-  type Flags,
-  pick,
-  readSecretFile,
-  type Setting,
-  secretProblem,
-} from "../../shared/config.ts";
+import { type Env, type Flags, oneSecret, pick, secretSource } from "../../shared/config.ts";
 import { UsageError } from "../../shared/errors.ts";
 
 /** The [agents."<id>"] tables of the file: per-agent settings. */
@@ -53,38 +46,30 @@ export function resolveAdminToken(
   admin: AdminAddress | "off",
   warnings: string[],
 ): string | undefined {
-  const sources: Setting[] = [
-    pick(flags, {}, "admin-token", ""),
-    pick({}, env, "", "INDRANET_ADMIN_TOKEN"),
-    pick(flags, env, "admin-token-file", "INDRANET_ADMIN_TOKEN_FILE"),
-    ...(fileValue !== undefined
-      ? [{ text: resolve(dirname(configPath), fileValue), name: `${configPath}: admin_token_file` }]
-      : []),
-  ].filter((source) => source !== undefined);
-  const [source, extra] = sources;
-  if (extra)
-    throw new UsageError(
-      `give the admin token only once (found ${sources.map((s) => s.name).join(" and ")})`,
-    );
-  if (!source) {
-    if (admin !== "off" && !isLoopback(admin.hostname)) {
-      throw new UsageError(
-        `--admin ${admin.hostname}:${admin.port} is not loopback, and the admin listener shows request bodies: ` +
-          "set --admin-token-file FILE (or INDRANET_ADMIN_TOKEN, admin_token_file)",
-      );
-    }
-    return undefined;
-  }
-  if (source.name === "--admin-token")
+  const inFile =
+    fileValue === undefined
+      ? undefined
+      : { text: resolve(dirname(configPath), fileValue), name: `${configPath}: admin_token_file` };
+  const found = oneSecret(
+    [
+      secretSource(pick(flags, {}, "admin-token", ""), false),
+      secretSource(pick({}, env, "", "INDRANET_ADMIN_TOKEN"), false),
+      secretSource(pick(flags, env, "admin-token-file", "INDRANET_ADMIN_TOKEN_FILE"), true),
+      secretSource(inFile, true),
+    ],
+    "admin token",
+    warnings,
+  );
+  if (found?.source.name === "--admin-token") {
     warnings.push(
       "--admin-token is visible to other local users (ps); prefer INDRANET_ADMIN_TOKEN or --admin-token-file",
     );
-  if (/-file$|_FILE$|token_file$/.test(source.name)) {
-    const read = readSecretFile(source.text, source.name);
-    if (read.warning) warnings.push(read.warning);
-    return read.secret;
   }
-  const problem = secretProblem(source.text);
-  if (problem) throw new UsageError(`${source.name} ${problem}`);
-  return source.text;
+  if (!found && admin !== "off" && !isLoopback(admin.hostname)) {
+    throw new UsageError(
+      `--admin ${admin.hostname}:${admin.port} is not loopback, and the admin listener shows request bodies: ` +
+        "set --admin-token-file FILE (or INDRANET_ADMIN_TOKEN, admin_token_file)",
+    );
+  }
+  return found?.secret;
 }
