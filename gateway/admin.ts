@@ -42,7 +42,7 @@ export async function clusterView(directory: ClusterDirectory | undefined): Prom
     clustered: true,
     gateway: directory.gatewayId,
     redis: available ? "up" : "down",
-    gateways: available ? await directory.gateways() : [],
+    gateways: available ? directory.liveGateways : [],
     agents: available ? await directory.agents().catch(() => ({})) : {},
   };
 }

@@ -25,10 +25,6 @@ export class Locator {
     this.#directory = directory;
   }
 
-  get clustered(): boolean {
-    return this.#directory !== undefined;
-  }
-
   /**
    * The target for a request for `agentId`: a local session, a peer, or a refusal once the hold
    * (if any) is over.

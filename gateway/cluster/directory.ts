@@ -64,7 +64,7 @@ export class ClusterDirectory implements RegistryObserver {
   readonly #located = new Map<string, { peers: Peer[]; at: number }>();
   readonly #lookups = new Map<string, Promise<Location>>();
   readonly #suspects = new Map<string, number>();
-  /** The live gateways as of the last refresh. */
+  /** The live gateways, this one included, as of the last refresh (every 2 s). */
   liveGateways: Peer[] = [];
 
   constructor(redisUrl: string, holdMs: number, localAgents: () => Iterable<string>) {
@@ -106,7 +106,7 @@ export class ClusterDirectory implements RegistryObserver {
       }
       await timed(Promise.all(writes));
       this.#markAvailable(true, agents);
-      this.liveGateways = await this.gateways();
+      this.liveGateways = await this.#gateways();
     } catch (error) {
       this.#markAvailable(false, 0, error);
     }
@@ -209,7 +209,7 @@ export class ClusterDirectory implements RegistryObserver {
   }
 
   /** The live gateways, this one included. */
-  async gateways(): Promise<Peer[]> {
+  async #gateways(): Promise<Peer[]> {
     const client = this.#client;
     if (!client || !this.#available) return [];
     try {

@@ -16,10 +16,6 @@ export class ExchangeRing {
     this.#release = release;
   }
 
-  get size(): number {
-    return this.#entries.size;
-  }
-
   add(exchange: CapturedExchange): void {
     // A replay may reuse nothing, but an id seen twice (a forwarded retry) keeps the newest.
     const same = this.#entries.get(exchange.id);
