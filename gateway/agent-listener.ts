@@ -1,7 +1,7 @@
 // The WebSocket port agents dial: authentication first, then each connection becomes an
 // AgentSession in the registry.
 
-import type { Server, ServerWebSocket } from "bun";
+import type { Server, ServerWebSocket, TLSOptions } from "bun";
 import { FailureRateLimiter, PROTOCOL_VERSION } from "../shared/auth.ts";
 import { MAX_MESSAGE_BYTES } from "../shared/batch.ts";
 import {
@@ -18,10 +18,9 @@ import {
   ProtocolError,
 } from "../shared/protocol.ts";
 import type { Authenticator } from "./authenticate.ts";
-import { sharesPort } from "./reuse-port.ts";
+import { RotatingServer } from "./rotating-server.ts";
 import { AgentSession } from "./session.ts";
 import type { SessionRegistry } from "./sessions.ts";
-import type { TlsPair } from "./tls.ts";
 
 /** An agent that has not authenticated within this time is disconnected. */
 export const AUTH_TIMEOUT_MS = 5_000;
@@ -60,8 +59,10 @@ type AgentSocket = ServerWebSocket<SocketState>;
 type Refusal = Pick<ConnectError, "code" | "message">;
 
 export interface AgentListenerOptions {
-  /** Serve wss:// with this certificate and key. */
-  tls: TlsPair | undefined;
+  /** Serve wss:// with these certificates (by SNI); undefined for plain ws://. */
+  tls: TLSOptions[] | undefined;
+  /** The certificates may change while the gateway runs (rotate). */
+  rotates: boolean;
   hostname: string;
   port: number;
   heartbeatIntervalMs: number;
@@ -77,15 +78,25 @@ export class AgentListener {
   readonly #limiter = new FailureRateLimiter();
   /** Insertion-ordered, so the first is the oldest. */
   readonly #unauthenticated = new Set<AgentSocket>();
-  readonly #server: Server<SocketState>;
+  readonly #server: RotatingServer<SocketState>;
 
   constructor(options: AgentListenerOptions) {
     this.#options = options;
-    this.#server = Bun.serve<SocketState>({
-      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
-      hostname: options.hostname,
-      port: options.port,
-      reusePort: sharesPort(options.port),
+    this.#server = new RotatingServer(
+      "agent listener",
+      (tls, port, reusePort) => this.#listen(tls, port, reusePort),
+      options.tls,
+      options.port,
+      options.rotates,
+    );
+  }
+
+  #listen(tls: TLSOptions[] | undefined, port: number, reusePort: boolean): Server<SocketState> {
+    return Bun.serve<SocketState>({
+      ...(tls ? { tls } : {}),
+      hostname: this.#options.hostname,
+      port,
+      reusePort,
       idleTimeout: HANDSHAKE_IDLE_TIMEOUT_S,
       fetch(req, server) {
         if (new URL(req.url).pathname !== "/") return new Response("not found\n", { status: 404 });
@@ -115,6 +126,11 @@ export class AgentListener {
 
   get port(): number | undefined {
     return this.#server.port;
+  }
+
+  /** New agents get these certificates; connected ones keep their connection. */
+  rotate(tls: TLSOptions[]): void {
+    this.#server.rotate(tls);
   }
 
   stop(closeActiveConnections?: boolean): Promise<void> {

@@ -23,6 +23,7 @@ import { UsageError } from "../shared/errors.ts";
 import type { LogFormat } from "../shared/log.ts";
 import { parseCidr } from "./access/cidr.ts";
 import { type AccessRule, readAccessTables } from "./access/config.ts";
+import { type AcmeConfig, type AcmeFileTable, resolveAcme } from "./acme/config.ts";
 import type { TokenEntry } from "./authenticate.ts";
 import { type ClusterConfig, type ClusterFileTable, resolveCluster } from "./cluster/config.ts";
 import { checkHostsAgainstDomain, type HostEntry, readHosts } from "./hosts.ts";
@@ -53,8 +54,14 @@ export interface GatewayConfig {
   /** The /healthz, /metrics and /api/agents listener, or "off". */
   admin: AdminAddress | "off";
   tokens: TokenEntry[];
-  /** Set when both ports serve TLS (`https://`, `wss://`). */
+  /** The certificate both ports serve (`https://`, `wss://`) to names without one of their own. */
   tls?: TlsFiles & TlsPair;
+  /** Set when certificates come from an ACME CA ([acme]); both ports then serve TLS. */
+  acme?: AcmeConfig;
+  /** Where the ACME account and certificates are kept. */
+  stateDir: string;
+  /** The plain-HTTP port answering ACME HTTP-01 challenges and redirecting to https://. */
+  acmeHttpPort: number;
   /** Set when this gateway is one of several sharing a Redis directory. */
   cluster?: ClusterConfig;
   /** Exchanges the inspector keeps; 0 turns it off. */
@@ -129,6 +136,7 @@ type Scalars = Omit<
   GatewayConfig,
   | "tokens"
   | "tls"
+  | "acme"
   | "cluster"
   | "trustedProxies"
   | "hosts"
@@ -146,7 +154,8 @@ type Scalars = Omit<
  * What the file holds besides scalars and tokens: TLS paths, resolved next to the file, and the
  * [cluster] table, read with its flags and variables.
  */
-type FileConfig = Omit<Partial<GatewayConfig>, "cluster"> & {
+type FileConfig = Omit<Partial<GatewayConfig>, "cluster" | "acme"> & {
+  acme?: AcmeFileTable;
   adminTokenFile?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -239,6 +248,20 @@ const FIELDS: { [K in keyof Scalars]: Field<Scalars[K]> } = {
     kind: integerKind("a number of exchanges from 0 (off) to 100000", 0, 100_000),
     fallback: 200,
   },
+  stateDir: {
+    flag: "state-dir",
+    env: "INDRANET_STATE_DIR",
+    key: "state_dir",
+    kind: textKind("a directory path", (text) => (text === "" ? undefined : text)),
+    fallback: "/var/lib/indranet",
+  },
+  acmeHttpPort: {
+    flag: "acme-http-port",
+    env: "INDRANET_ACME_HTTP_PORT",
+    key: "acme_http_port",
+    kind: port,
+    fallback: 80,
+  },
   inspectBody: {
     flag: "inspect-body",
     env: "INDRANET_INSPECT_BODY",
@@ -258,6 +281,7 @@ const FILE_KEYS = [
   "hosts",
   "tcp",
   "cluster",
+  "acme",
   "agents",
   "admin_token_file",
 ];
@@ -274,6 +298,10 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
   const fileInfo = { path: configFile?.text ?? "", mode: file.mode ?? 0o600 };
   const cluster = resolveCluster(flags, env, file.cluster, fileInfo, warnings);
   const scalars = resolveScalars(flags, env, file);
+  const acme = resolveAcme(flags, env, file.acme, fileInfo.path, scalars.domain);
+  // With certificates of its own the ingress is an HTTPS server, on HTTPS's port unless told otherwise.
+  if (acme && !pick(flags, env, "http-port", "INDRANET_HTTP_PORT") && file.httpPort === undefined)
+    scalars.httpPort = 443;
   const adminToken = resolveAdminToken(
     flags,
     env,
@@ -287,6 +315,7 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
     inspectOff: file.inspectOff ?? [],
     ...(adminToken ? { adminToken } : {}),
     ...(tls ? { tls } : {}),
+    ...(acme ? { acme } : {}),
     ...(cluster ? { cluster } : {}),
     trustedProxies: resolveTrustedProxies(flags, env, file),
     hosts: file.hosts ?? [],
@@ -380,6 +409,11 @@ export function parseConfigFile(path: string): FileConfig {
       config.cluster = value;
       continue;
     }
+    if (key === "acme") {
+      if (!isTable(value)) throw new UsageError(`${path}: acme must be a table, written [acme]`);
+      config.acme = value;
+      continue;
+    }
     if (key === "agents") {
       const { rules, rest } = readAccessTables(path, value, ["inspect"]);
       config.access = rules;
@@ -421,6 +455,7 @@ export function parseConfigFile(path: string): FileConfig {
     if (parsed === undefined) throw new UsageError(`${path}: ${key} must be ${field.kind.expected}`);
     config[prop] = parsed;
   }
+  if (typeof config.stateDir === "string") config.stateDir = resolve(dirname(path), config.stateDir);
   return config as FileConfig;
 }
 

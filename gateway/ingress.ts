@@ -1,6 +1,6 @@
 // The public HTTP port: route each request by its Host header to an agent session, open a
 // stream for it, and answer on the tunnel's behalf when it cannot be forwarded.
-import type { Server } from "bun";
+import type { Server, TLSOptions } from "bun";
 import { encodeRequest } from "../shared/codec.ts";
 import { endToEndHeaders } from "../shared/headers.ts";
 import { log } from "../shared/log.ts";
@@ -14,10 +14,9 @@ import { type IngressError, ingressError } from "./errors.ts";
 import { bodyToForward, forwardThroughPeer, TRY_ANOTHER } from "./ingress-peer.ts";
 import { type Inspector, REPLAY_HEADER } from "./inspect/inspector.ts";
 import type { Locator, Target } from "./locate.ts";
-import { sharesPort } from "./reuse-port.ts";
+import { RotatingServer } from "./rotating-server.ts";
 import type { AgentSession } from "./session.ts";
 import type { SessionRegistry } from "./sessions.ts";
-import type { TlsPair } from "./tls.ts";
 import {
   type IngressSocketData,
   upgradeThroughTunnel,
@@ -26,8 +25,10 @@ import {
 } from "./websocket-bridge.ts";
 
 export interface IngressOptions {
-  /** Serve https:// with this certificate and key. */
-  tls: TlsPair | undefined;
+  /** Serve https:// with these certificates (by SNI); undefined for plain http://. */
+  tls: TLSOptions[] | undefined;
+  /** The certificates may change while the gateway runs (rotate). */
+  rotates: boolean;
   /** Front proxies whose X-Forwarded-* headers are kept. */
   trustedProxies: CidrList;
   /** Per-agent access rules, checked before a stream is opened. */
@@ -70,12 +71,24 @@ const INTERNAL_HEADERS = new Set([HOP_HEADER, ABSENT_HEADER, REPLAY_HEADER]);
 
 export type IngressServer = Server<IngressSocketData>;
 
-export function startIngress(options: IngressOptions): IngressServer {
-  const server: IngressServer = Bun.serve({
-    ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+/** The ingress listener; `rotate` takes up new certificates without dropping a connection. */
+export function startIngress(options: IngressOptions): RotatingServer<IngressSocketData> {
+  const open = (tls: TLSOptions[] | undefined, port: number, reusePort: boolean) =>
+    listen(options, tls, port, reusePort);
+  return new RotatingServer("ingress", open, options.tls, options.port, options.rotates);
+}
+
+function listen(
+  options: IngressOptions,
+  tls: TLSOptions[] | undefined,
+  port: number,
+  reusePort: boolean,
+): IngressServer {
+  return Bun.serve({
+    ...(tls ? { tls } : {}),
     hostname: options.hostname,
-    port: options.port,
-    reusePort: sharesPort(options.port),
+    port,
+    reusePort,
     maxRequestBodySize: options.maxRequestBodyBytes,
     fetch: (req, srv) =>
       options.accepting() ? forward(req, srv, options) : lastOnConnection(req, srv, options),
@@ -85,7 +98,6 @@ export function startIngress(options: IngressOptions): IngressServer {
       return new Response("500 internal gateway error\n", { status: 500 });
     },
   });
-  return server;
 }
 
 async function forward(

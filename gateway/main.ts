@@ -27,7 +27,7 @@ const serveArgs = {
   "http-port": {
     type: "string",
     valueHint: "port",
-    description: "HTTP ingress (INDRANET_HTTP_PORT; default 8082)",
+    description: "HTTP ingress (INDRANET_HTTP_PORT; default 8082, 443 with ACME)",
   },
   "ws-port": {
     type: "string",
@@ -70,6 +70,24 @@ const serveArgs = {
     type: "string",
     valueHint: "file",
     description: "PEM private key for --tls-cert (INDRANET_TLS_KEY)",
+  },
+  "acme-email": {
+    type: "string",
+    valueHint: "addr",
+    description:
+      "get certificates from Let's Encrypt (or [acme] directory) for every host served; the CA's account contact (INDRANET_ACME_EMAIL)",
+  },
+  "acme-http-port": {
+    type: "string",
+    valueHint: "port",
+    description:
+      "with ACME: plain HTTP for the CA's challenges, redirecting the rest to https (INDRANET_ACME_HTTP_PORT; default 80)",
+  },
+  "state-dir": {
+    type: "string",
+    valueHint: "dir",
+    description:
+      "where the ACME account and certificates are kept (INDRANET_STATE_DIR; default /var/lib/indranet)",
   },
   "trust-proxy": {
     type: "string",

@@ -26,6 +26,7 @@ import { matchHostToAgentId } from "./route.ts";
 import { SessionRegistry } from "./sessions.ts";
 import { TcpMetrics } from "./tcp/metrics.ts";
 import { TcpPorts } from "./tcp/ports.ts";
+import { TlsCertificates } from "./tls-certificates.ts";
 
 /** How often sessions are checked for missed probes and silence. */
 const LIVENESS_TICK_MS = 500;
@@ -91,6 +92,8 @@ export class Gateway {
   #hosts: HostTable;
   /** Per-agent access rules; replaced on reload. */
   readonly #access: AccessControl;
+  /** What both ports serve over TLS; undefined for plain HTTP. */
+  readonly #certificates: TlsCertificates | undefined;
   #lastPing: number;
   #phase: Phase = { kind: "running" };
 
@@ -119,18 +122,36 @@ export class Gateway {
     this.#inspector =
       config.inspect > 0 ? new Inspector(config.inspect, config.inspectBody, config.inspectOff) : undefined;
     this.#adminAuth = new AdminAuth(config.adminToken);
-    const httpScheme = config.tls ? "https" : "http";
+    this.#certificates = TlsCertificates.create({
+      fallback: config.tls,
+      acme: config.acme,
+      stateDir: config.stateDir,
+      domain: config.domain,
+      hosts: config.hosts,
+      bind: config.bind,
+      acmeHttpPort: config.acmeHttpPort,
+      httpsPort: () => this.#ingress.port,
+      metrics: this.#metrics.registry,
+    });
+    const httpScheme = this.#certificates ? "https" : "http";
     this.#agents = this.#listenForAgents(httpScheme);
     const locator = new Locator(this.registry, this.#holds, this.#directory);
     this.#ingress = this.#listenForRequests(locator);
     this.#tcp = this.#listenForTcp(locator);
+    if (this.#certificates) {
+      this.registry.observe({ arrived: (id) => this.#certificates?.agentArrived(id), left: () => {} });
+      this.#certificates.start((tls) => {
+        this.#ingress.rotate(tls);
+        this.#agents.rotate(tls);
+      });
+    }
     this.#lastPing = Date.now();
     this.#liveness = setInterval(() => this.#checkLiveness(), LIVENESS_TICK_MS);
 
     log.info(
       `ingress listening on ${httpScheme}://${config.bind}:${this.#ingress.port} for *.${config.domain}`,
     );
-    log.info(`agents connect to ${config.tls ? "wss" : "ws"}://${config.bind}:${this.#agents.port}`);
+    log.info(`agents connect to ${this.#certificates ? "wss" : "ws"}://${config.bind}:${this.#agents.port}`);
     this.#directory?.start(
       config.cluster?.advertise ?? `${httpScheme}://${hostForUrl(config.bind)}:${this.#ingress.port}`,
     );
@@ -187,6 +208,7 @@ export class Gateway {
     this.#hosts = new HostTable(next.hosts);
     this.#access.replace(next.access);
     this.#tcp.apply(next.tcp);
+    this.#certificates?.reload(next.tls, next.hosts);
     const after = new Map(this.#tokens.map((entry) => [entry.token, entry]));
     for (const session of this.registry.all()) {
       const why = revocation(
@@ -230,11 +252,12 @@ export class Gateway {
   #listenForAgents(httpScheme: string): AgentListener {
     const config = this.#config;
     return new AgentListener({
-      tls: config.tls,
+      tls: this.#certificates?.tls(),
+      rotates: this.#certificates !== undefined,
       hostname: config.bind,
       port: config.wsPort,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
-      publicUrl: (agentId) => `${httpScheme}://${agentId}.${config.domain}:${this.#ingress.port}/`,
+      publicUrl: (agentId) => publicUrl(httpScheme, `${agentId}.${config.domain}`, this.#ingress.port),
       authenticator: () => this.#authenticator,
       registry: this.registry,
       accepting: () => this.#accepting,
@@ -245,7 +268,8 @@ export class Gateway {
     const config = this.#config;
     const directory = this.#directory;
     return startIngress({
-      tls: config.tls,
+      tls: this.#certificates?.tls(),
+      rotates: this.#certificates !== undefined,
       trustedProxies: new CidrList(config.trustedProxies),
       access: this.#access,
       hostname: config.bind,
@@ -315,8 +339,14 @@ export class Gateway {
     log.info(`draining: ${this.#inFlight()} request(s) in flight, waiting up to ${graceMs / 1000} s`);
     const agentsClosed = this.#agents.stop();
     this.#tcp.stop();
+    const certificatesStopped = this.#certificates?.stop();
     await Bun.sleep(Math.min(HANDOVER_MS, graceMs));
-    const listenersClosed = Promise.all([agentsClosed, this.#ingress.stop(), this.#admin?.stop()]);
+    const listenersClosed = Promise.all([
+      agentsClosed,
+      this.#ingress.stop(),
+      this.#admin?.stop(),
+      certificatesStopped,
+    ]);
     for (const session of this.registry.all()) session.sendGoAway("gateway shutting down");
     const deadline = started + graceMs;
     while (this.#inFlight() > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
@@ -334,6 +364,12 @@ export class Gateway {
 
 export async function startGateway(config: GatewayConfig): Promise<Gateway> {
   return new Gateway(config);
+}
+
+/** The URL an agent's service is reached at; the scheme's own port goes unsaid. */
+function publicUrl(scheme: string, host: string, port: number): string {
+  const usual = (scheme === "https" && port === 443) || (scheme === "http" && port === 80);
+  return `${scheme}://${host}${usual ? "" : `:${port}`}/`;
 }
 
 /** An address this process can reach its own listener at: a wildcard means loopback. */
@@ -360,6 +396,7 @@ function revocation(old: TokenEntry | undefined, now: TokenEntry | undefined, ag
 function changedSettings(running: GatewayConfig, next: GatewayConfig): string[] {
   const ignored = new Set([
     "tokens",
+    "tls",
     "hosts",
     "access",
     "tcp",

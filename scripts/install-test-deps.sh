@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, and only those that are missing:
 # curl and openssl (used by end-to-end tests), redis-server and haproxy (cluster tests),
-# openssh-server and openssh-client (TCP tunnel tests), chromium
+# openssh-server and openssh-client (TCP tunnel tests), pebble (a real ACME CA), chromium
 # (the inspector page's browser tests), systemd-analyze (unit file checks), and
 # qemu-user with the foreign libc so the binary built for the other architecture runs here
 # (arm64 under qemu stands in for a Raspberry Pi). Quick and silent when everything is
@@ -29,6 +29,8 @@ command -v openssl >/dev/null || installed openssl || missing+=(openssl)
 # The cluster tests run real Redis and a real HAProxy in front of several gateways.
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v haproxy >/dev/null || missing+=(haproxy)
+# Certificates are ordered from pebble, a real ACME CA, with pebble-challtestsrv as its DNS.
+command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null || missing+=(pebble)
 # The inspector page is tested in Debian's headless Chromium, driven by playwright-core.
 command -v chromium >/dev/null || missing+=(chromium)
 # The TCP tunnel tests run Debian's sshd as the current user and reach it with ssh and scp.

@@ -97,6 +97,13 @@ export class MetricRegistry {
     this.#add({ name, help, type: "gauge", samples: () => [`${name} ${read()}`] });
   }
 
+  /** A gauge with one sample per label value, all read at each scrape. */
+  labelledGauge(name: string, help: string, label: string, read: () => Iterable<[string, number]>): void {
+    const samples = () =>
+      Array.from(read(), ([value, n]) => `${name}{${label}="${escapeLabel(value)}"} ${n}`);
+    this.#add({ name, help, type: "gauge", samples });
+  }
+
   histogram(name: string, help: string, bounds: readonly number[]): Histogram {
     const histogram = new Histogram(bounds);
     this.#add({ name, help, type: "histogram", samples: () => histogram.samples(name) });

@@ -116,6 +116,8 @@ export interface GatewayOptions {
   env?: Record<string, string>;
   /** Appended to the generated config file, e.g. `[agents."pi-x"]` tables. */
   toml?: string;
+  /** Agents answer at `<id>.<domain>`; DOMAIN unless given. */
+  domain?: string;
   /** Reuse fixed ports, e.g. to restart a gateway where the agent expects it. */
   httpPort?: number;
   /** The loopback address both ports listen on: 127.0.0.1 unless given, e.g. ::1. */
@@ -147,7 +149,7 @@ export class Gateway {
         "--config",
         configPath,
         "--domain",
-        DOMAIN,
+        options.domain ?? DOMAIN,
         "--bind",
         bind,
         "--http-port",

@@ -72,6 +72,11 @@ export function startEchoService(): EchoService {
             status: 404,
             headers: { "x-tunnel-error": "agent_not_connected" },
           });
+        case "drip":
+          // `arg` chunks of 1 KiB, 100 ms apart: a download that stays in flight for a while.
+          return new Response(dripBody(Number(arg)), {
+            headers: { "content-type": "application/octet-stream" },
+          });
         case "hang":
           hangs++;
           return new Promise<Response>(() => {});
@@ -91,6 +96,17 @@ export function startEchoService(): EchoService {
   });
   Object.defineProperty(server, "lookalikesSeen", { get: () => lookalikes });
   return Object.defineProperty(server, "hangsSeen", { get: () => hangs }) as EchoService;
+}
+
+function dripBody(chunks: number): ReadableStream<Uint8Array> {
+  let sent = 0;
+  return new ReadableStream({
+    async pull(controller) {
+      if (sent > 0) await Bun.sleep(100);
+      controller.enqueue(patternBytes(1024, sent));
+      if (++sent === chunks) controller.close();
+    },
+  });
 }
 
 /**

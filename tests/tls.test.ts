@@ -1,12 +1,12 @@
 // TLS on both gateway ports with a private CA made at test time: https for clients, wss for
 // agents that trust the CA, and a clear permanent refusal by an agent that cannot verify it.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { loadGatewayConfig } from "../gateway/config.ts";
 import { UsageError } from "../shared/errors.ts";
 import { makeTestCerts, type TestCerts } from "./certs.ts";
-import { Agent, DOMAIN, Gateway } from "./harness.ts";
+import { Agent, DOMAIN, eventually, Gateway } from "./harness.ts";
 import { startEchoService } from "./services.ts";
 
 let certs: TestCerts;
@@ -89,6 +89,61 @@ describe("TLS", () => {
       await agent.stop();
     }
   });
+});
+
+describe("a renewed --tls-cert", () => {
+  test("SIGHUP serves the new certificate to new connections while a download on the old one goes on", async () => {
+    const first = makeTestCerts();
+    const second = makeTestCerts();
+    // The gateway reads the same two paths each time, as certbot's renewal leaves them.
+    const certFile = join(first.dir, "live.pem");
+    const keyFile = join(first.dir, "live.key");
+    copyFileSync(first.serverCert, certFile);
+    copyFileSync(first.serverKey, keyFile);
+    const renewing = await Gateway.start({ args: ["--tls-cert", certFile, "--tls-key", keyFile] });
+    const agent = new Agent(`wss://localhost:${renewing.wsPort}`, {
+      id: "pi-renew",
+      to: service.port,
+      args: ["--ca", first.caCert],
+    });
+    const get = (path: string, ca: string) =>
+      fetch(`https://127.0.0.1:${renewing.httpPort}${path}`, {
+        headers: { host: `pi-renew.${DOMAIN}` },
+        tls: { ca: readFileSync(ca, "utf8") },
+        keepalive: false,
+      });
+    try {
+      await agent.ready();
+      // 40 chunks 100 ms apart: the download is still running when the certificate changes.
+      const download = await get("/drip/40", first.caCert);
+      expect(download.status).toBe(200);
+      const body = download.arrayBuffer();
+      copyFileSync(second.serverCert, certFile);
+      copyFileSync(second.serverKey, keyFile);
+      renewing.proc.child.kill("SIGHUP");
+      await renewing.proc.waitFor(/the --tls-cert certificate changed/);
+      // A new connection verifies only with the new certificate's CA.
+      const renewed = await eventually(() => get("/hello", second.caCert));
+      expect(((await renewed.json()) as { path: string }).path).toBe("/hello");
+      // The old certificate is no longer served to a new connection.
+      expect(
+        await get("/hello", first.caCert).then(
+          () => "verified",
+          () => "refused",
+        ),
+      ).toBe("refused");
+      expect((await body).byteLength).toBe(40 * 1024);
+      // The agent's WebSocket, opened on the old certificate, still carries requests.
+      expect((await get("/again", second.caCert)).status).toBe(200);
+      expect(renewing.proc.output.text).not.toContain("agent pi-renew disconnected");
+      expect(renewing.proc.output.text.match(/agent pi-renew connected/g)?.length).toBe(1);
+    } finally {
+      await agent.stop();
+      await renewing.stop();
+      rmSync(first.dir, { recursive: true, force: true });
+      rmSync(second.dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 describe("TLS settings", () => {

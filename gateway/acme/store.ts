@@ -1,0 +1,85 @@
+// The ACME account and the certificates on disk, under --state-dir, so that a restart serves what
+// it had instead of ordering again (CAs limit how many certificates a name may get per week).
+// One directory per CA, so that staging and production never mix. Files are mode 600.
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { TlsPair } from "../tls.ts";
+
+export interface StoredAccount {
+  key: string;
+  /** Known once the CA created the account; asking for it again would only find it. */
+  url?: string;
+}
+
+export class AcmeStore {
+  readonly #dir: string;
+
+  constructor(stateDir: string, directoryUrl: string) {
+    this.#dir = join(stateDir, "acme", caFolder(directoryUrl));
+  }
+
+  get path(): string {
+    return this.#dir;
+  }
+
+  /** Creates the folders now, so that a state dir that cannot be written stops the start. */
+  prepare(): void {
+    mkdirSync(join(this.#dir, "certificates"), { recursive: true, mode: 0o700 });
+  }
+
+  readAccount(): StoredAccount | undefined {
+    const key = readIfPresent(join(this.#dir, "account.key"));
+    if (!key) return undefined;
+    const url = readIfPresent(join(this.#dir, "account.url"))?.trim();
+    return { key, ...(url ? { url } : {}) };
+  }
+
+  writeAccount(account: StoredAccount): void {
+    writePrivate(join(this.#dir, "account.key"), account.key);
+    if (account.url) writePrivate(join(this.#dir, "account.url"), `${account.url}\n`);
+  }
+
+  /** Every stored certificate by its name; a pair missing half is skipped. */
+  readCertificates(): Map<string, TlsPair> {
+    const found = new Map<string, TlsPair>();
+    const folder = join(this.#dir, "certificates");
+    for (const file of readdirSync(folder)) {
+      if (!file.endsWith(".crt")) continue;
+      const name = file.slice(0, -".crt".length);
+      const cert = readIfPresent(join(folder, file));
+      const key = readIfPresent(join(folder, `${name}.key`));
+      if (cert && key) found.set(name, { cert, key });
+    }
+    return found;
+  }
+
+  /** The key first, so that a certificate on disk always has its key beside it. */
+  writeCertificate(name: string, pair: TlsPair): void {
+    const folder = join(this.#dir, "certificates");
+    writePrivate(join(folder, `${name}.key`), pair.key);
+    writePrivate(join(folder, `${name}.crt`), pair.cert);
+  }
+}
+
+/** `acme-v02.api.letsencrypt.org-directory` for Let's Encrypt's production directory. */
+function caFolder(directoryUrl: string): string {
+  const url = new URL(directoryUrl);
+  return `${url.host}${url.pathname}`.replace(/[^a-zA-Z0-9.-]+/g, "-").replace(/-+$/, "");
+}
+
+function readIfPresent(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
+
+/** Written beside and renamed over, so a crash never leaves half a key. */
+function writePrivate(path: string, text: string): void {
+  const temporary = `${path}.tmp`;
+  writeFileSync(temporary, text, { mode: 0o600 });
+  chmodSync(temporary, 0o600);
+  renameSync(temporary, path);
+}

@@ -1,0 +1,89 @@
+// The certificates both TLS ports serve, chosen by the name the client asks for (SNI): one per
+// host name obtained from the ACME CA, and the --tls-cert pair for every other name.
+import { X509Certificate } from "node:crypto";
+import type { TLSOptions } from "bun";
+import type { TlsPair } from "./tls.ts";
+
+/**
+ * Served to a client whose name has no certificate when there is no --tls-cert pair: it holds no
+ * certificate, so that handshake fails instead of showing the client another host's certificate.
+ */
+const NO_CERTIFICATE = "no-certificate.invalid";
+
+/** A pair and its expiry (ms since the epoch; NaN when the certificate does not parse). */
+interface Held extends TlsPair {
+  notAfter: number;
+}
+
+export class CertificateSet {
+  #fallback: Held | undefined;
+  readonly #byName = new Map<string, Held>();
+
+  constructor(fallback: TlsPair | undefined) {
+    this.#fallback = fallback && held(fallback);
+  }
+
+  /** The --tls-cert pair, replaced when SIGHUP reads the files again; true when it changed. */
+  setFallback(pair: TlsPair | undefined): boolean {
+    if (samePair(pair, this.#fallback)) return false;
+    this.#fallback = pair && held(pair);
+    return true;
+  }
+
+  /** A host name's own certificate (a renewal replaces the last); true when it changed. */
+  set(name: string, pair: TlsPair): boolean {
+    if (samePair(pair, this.#byName.get(name))) return false;
+    this.#byName.set(name, held(pair));
+    return true;
+  }
+
+  get hasFallback(): boolean {
+    return this.#fallback !== undefined;
+  }
+
+  has(name: string): boolean {
+    return this.#byName.has(name);
+  }
+
+  get(name: string): TlsPair | undefined {
+    return this.#byName.get(name);
+  }
+
+  /** Each name's expiry in seconds since the epoch, the --tls-cert pair as "default", for /metrics. */
+  *expiries(): Generator<[string, number]> {
+    if (this.#fallback) yield ["default", this.#fallback.notAfter / 1000];
+    for (const [name, { notAfter }] of this.#byName) yield [name, notAfter / 1000];
+  }
+
+  get size(): number {
+    return this.#byName.size;
+  }
+
+  /** What Bun.serve takes as `tls`: the default entry first, then one entry per name. */
+  tls(): TLSOptions[] {
+    const fallback: TLSOptions = this.#fallback
+      ? { cert: this.#fallback.cert, key: this.#fallback.key }
+      : { serverName: NO_CERTIFICATE };
+    const named = [...this.#byName].map(([serverName, { cert, key }]) => ({ serverName, cert, key }));
+    return [fallback, ...named];
+  }
+}
+
+function held(pair: TlsPair): Held {
+  return { cert: pair.cert, key: pair.key, notAfter: validity(pair.cert)?.notAfter ?? Number.NaN };
+}
+
+function samePair(a: TlsPair | undefined, b: TlsPair | undefined): boolean {
+  return a?.cert === b?.cert && a?.key === b?.key;
+}
+
+/** The validity of a PEM chain's first certificate, in ms since the epoch; undefined when it does not parse. */
+export function validity(pem: string | undefined): { notBefore: number; notAfter: number } | undefined {
+  if (!pem) return undefined;
+  try {
+    const cert = new X509Certificate(pem);
+    return { notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
+  } catch {
+    return undefined;
+  }
+}
