@@ -327,6 +327,13 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
     ...(configFile ? { configPath: configFile.text } : {}),
   };
   checkHostsAgainstDomain(fileInfo.path, config.hosts, config.domain);
+  if (acme && cluster) {
+    // Each gateway would order only its own agents' names, and the CA's challenge for one of them
+    // may reach another gateway: certificates and challenges would have to be shared first.
+    throw new UsageError(
+      "[acme] cannot be used with [cluster] yet: give every gateway the same --tls-cert (a wildcard certificate for *.<domain>) instead",
+    );
+  }
   if (cluster && !cluster.advertise && (config.bind === "0.0.0.0" || config.bind === "::")) {
     throw new UsageError(
       `--cluster-advertise is needed when --bind is ${config.bind}: other gateways must know which address reaches this one`,

@@ -1,6 +1,7 @@
 // The plain-HTTP port of an ACME gateway (--acme-http-port, 80 in production): answers the CA's
 // HTTP-01 challenges and sends every other request to the same URL over https.
 import type { Server } from "bun";
+import { UsageError } from "../../shared/errors.ts";
 import { log } from "../../shared/log.ts";
 import { sharesPort } from "../reuse-port.ts";
 
@@ -32,6 +33,16 @@ export interface AcmeHttpOptions {
 }
 
 export function startAcmeHttp(options: AcmeHttpOptions): Server<undefined> {
+  try {
+    return listen(options);
+  } catch (error) {
+    throw new UsageError(
+      `--acme-http-port: cannot listen on ${options.hostname}:${options.port} (${error instanceof Error ? error.message : error}); the CA's HTTP-01 requests arrive there`,
+    );
+  }
+}
+
+function listen(options: AcmeHttpOptions): Server<undefined> {
   return Bun.serve({
     hostname: options.hostname,
     port: options.port,

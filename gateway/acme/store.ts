@@ -3,6 +3,8 @@
 // One directory per CA, so that staging and production never mix. Files are mode 600.
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fsReason } from "../../shared/config.ts";
+import { UsageError } from "../../shared/errors.ts";
 import type { TlsPair } from "../tls.ts";
 
 export interface StoredAccount {
@@ -24,7 +26,11 @@ export class AcmeStore {
 
   /** Creates the folders now, so that a state dir that cannot be written stops the start. */
   prepare(): void {
-    mkdirSync(join(this.#dir, "certificates"), { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(join(this.#dir, "certificates"), { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new UsageError(`--state-dir: cannot create ${this.#dir}: ${fsReason(error)}`);
+    }
   }
 
   readAccount(): StoredAccount | undefined {
