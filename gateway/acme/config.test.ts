@@ -1,24 +1,13 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { usageError } from "../../shared/usage-error.testing.ts";
 import { loadGatewayConfig } from "../config.ts";
+import { configFiles, TOKEN } from "../config-files.testing.ts";
 import { LETS_ENCRYPT } from "./config.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "indranet-acme-config-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const TOKEN = `[[tokens]]\ntoken = "tok"\nsecret = "0123456789abcdef-secret"\nagents = ["pi-*"]\n`;
+const { dir, file } = configFiles("indranet-acme-config-");
 const CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-
-let files = 0;
-function file(text: string): string {
-  const path = join(dir, `${files++}.toml`);
-  writeFileSync(path, text);
-  chmodSync(path, 0o600);
-  return path;
-}
 
 const load = (flags: Record<string, string | boolean>, env: Record<string, string> = {}) =>
   loadGatewayConfig({ bind: "127.0.0.1", domain: "tunnel.example.org", ...flags }, env);

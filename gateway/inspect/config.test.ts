@@ -1,23 +1,12 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { usageError } from "../../shared/usage-error.testing.ts";
 import { loadGatewayConfig } from "../config.ts";
+import { configFiles, TOKEN } from "../config-files.testing.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "indranet-inspect-config-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const TOKEN = `[[tokens]]\ntoken = "tok"\nsecret = "0123456789abcdef-secret"\nagents = ["pi-*"]\n`;
+const { dir, file } = configFiles("indranet-inspect-config-");
 const ADMIN_TOKEN = "admin-token-0123456789";
-
-let files = 0;
-function file(text: string): string {
-  const path = join(dir, `${files++}.toml`);
-  writeFileSync(path, text);
-  chmodSync(path, 0o600);
-  return path;
-}
 
 describe("inspector settings", () => {
   test("on by default: 200 exchanges, 64 KiB of each body, no token on loopback", () => {
