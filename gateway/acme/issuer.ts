@@ -13,6 +13,7 @@ export class AcmeIssuer implements Issuer {
   readonly #config: AcmeConfig;
   readonly #store: AcmeStore;
   readonly #challenges: Challenges;
+  /** Registered on the first order, and again after an order failed. */
   #client: Promise<acme.Client> | undefined;
 
   constructor(config: AcmeConfig, store: AcmeStore, challenges: Challenges) {
@@ -31,7 +32,17 @@ export class AcmeIssuer implements Issuer {
   }
 
   async issue(name: string): Promise<TlsPair> {
-    const client = await this.#account();
+    try {
+      return await this.#issue(await this.#account(), name);
+    } catch (error) {
+      // The next try registers again: a CA that lost or deactivated the account gets a new one
+      // for the same key (newAccount answers with the existing account when there is one).
+      this.#client = undefined;
+      throw error;
+    }
+  }
+
+  async #issue(client: acme.Client, name: string): Promise<TlsPair> {
     const [key, csr] = await acme.crypto.createCsr(
       { altNames: [name] },
       await acme.crypto.createPrivateEcdsaKey(),
@@ -54,35 +65,29 @@ export class AcmeIssuer implements Issuer {
     return { cert, key: key.toString() };
   }
 
-  /** The client on the stored account, or on a new one stored at once; made on the first order. */
+  /** A client on the stored account key (made and stored on the first order ever), registered once per process. */
   #account(): Promise<acme.Client> {
-    this.#client ??= this.#openAccount().catch((error) => {
-      this.#client = undefined;
-      throw error;
-    });
+    this.#client ??= this.#register();
     return this.#client;
   }
 
-  async #openAccount(): Promise<acme.Client> {
-    let stored = this.#store.readAccount();
-    if (!stored) {
-      stored = { key: (await acme.crypto.createPrivateEcdsaKey()).toString() };
-      this.#store.writeAccount(stored);
+  async #register(): Promise<acme.Client> {
+    let accountKey = this.#store.readAccountKey();
+    if (!accountKey) {
+      accountKey = (await acme.crypto.createPrivateEcdsaKey()).toString();
+      this.#store.writeAccountKey(accountKey);
+      log.info(`acme: account key created in ${this.#store.path}`);
     }
     const client = new acme.Client({
       directoryUrl: this.#config.directory,
+      accountKey,
       // Poll an order's status every 1 to 10 s (the library starts at 5 s).
       backoffAttempts: 20,
       backoffMin: 1_000,
       backoffMax: 10_000,
-      accountKey: stored.key,
-      ...(stored.url ? { accountUrl: stored.url } : {}),
     });
-    if (!stored.url) {
-      await client.createAccount({ termsOfServiceAgreed: true, contact: [`mailto:${this.#config.email}`] });
-      this.#store.writeAccount({ key: stored.key, url: client.getAccountUrl() });
-      log.info(`acme: account for ${this.#config.email} created at ${this.#config.directory}`);
-    }
+    await client.createAccount({ termsOfServiceAgreed: true, contact: [`mailto:${this.#config.email}`] });
+    log.info(`acme: account ${client.getAccountUrl()} for ${this.#config.email}`);
     return client;
   }
 }

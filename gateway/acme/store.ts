@@ -7,12 +7,6 @@ import { fsReason } from "../../shared/config.ts";
 import { UsageError } from "../../shared/errors.ts";
 import type { TlsPair } from "../tls.ts";
 
-export interface StoredAccount {
-  key: string;
-  /** Known once the CA created the account; asking for it again would only find it. */
-  url?: string;
-}
-
 export class AcmeStore {
   readonly #dir: string;
 
@@ -33,16 +27,12 @@ export class AcmeStore {
     }
   }
 
-  readAccount(): StoredAccount | undefined {
-    const key = readIfPresent(join(this.#dir, "account.key"));
-    if (!key) return undefined;
-    const url = readIfPresent(join(this.#dir, "account.url"))?.trim();
-    return { key, ...(url ? { url } : {}) };
+  readAccountKey(): string | undefined {
+    return readIfPresent(join(this.#dir, "account.key"));
   }
 
-  writeAccount(account: StoredAccount): void {
-    writePrivate(join(this.#dir, "account.key"), account.key);
-    if (account.url) writePrivate(join(this.#dir, "account.url"), `${account.url}\n`);
+  writeAccountKey(key: string): void {
+    writePrivate(join(this.#dir, "account.key"), key);
   }
 
   /** Every stored certificate by its name; a pair missing half is skipped. */
