@@ -82,13 +82,14 @@ export class AgentListener {
 
   constructor(options: AgentListenerOptions) {
     this.#options = options;
-    this.#server = new RotatingServer(
-      "agent listener",
-      (tls, port, reusePort) => this.#listen(tls, port, reusePort),
-      options.tls,
-      options.port,
-      options.rotates,
-    );
+    this.#server = new RotatingServer({
+      name: "agent listener",
+      open: (tls, port, reusePort) => this.#listen(tls, port, reusePort),
+      tls: options.tls,
+      hostname: options.hostname,
+      port: options.port,
+      rotates: options.rotates,
+    });
   }
 
   #listen(tls: TLSOptions[] | undefined, port: number, reusePort: boolean): Server<SocketState> {

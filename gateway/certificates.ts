@@ -1,6 +1,6 @@
 // The certificates both TLS ports serve, chosen by the name the client asks for (SNI): one per
-// host name obtained from the ACME CA, and the --tls-cert pair for every other name.
-import { X509Certificate } from "node:crypto";
+// host name obtained from the ACME CA, and the --tls-cert pair for the other names.
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { TLSOptions } from "bun";
 import type { TlsPair } from "./tls.ts";
 
@@ -13,14 +13,22 @@ const NO_CERTIFICATE = "no-certificate.invalid";
 /** A pair and its expiry (ms since the epoch; NaN when the certificate does not parse). */
 interface Held extends TlsPair {
   notAfter: number;
+  /** The certificate's DNS names, `*.` wildcards included. */
+  names: string[];
 }
 
 export class CertificateSet {
   #fallback: Held | undefined;
   readonly #byName = new Map<string, Held>();
+  /**
+   * With ACME, the --tls-cert pair is served only to the names it holds, so that a name whose own
+   * certificate is not there yet never gets a certificate for other names; without, to every name.
+   */
+  readonly #fallbackByName: boolean;
 
-  constructor(fallback: TlsPair | undefined) {
+  constructor(fallback: TlsPair | undefined, fallbackByName: boolean) {
     this.#fallback = fallback && held(fallback);
+    this.#fallbackByName = fallbackByName;
   }
 
   /** The --tls-cert pair, replaced when SIGHUP reads the files again; true when it changed. */
@@ -59,18 +67,59 @@ export class CertificateSet {
     return this.#byName.size;
   }
 
-  /** What Bun.serve takes as `tls`: the default entry first, then one entry per name. */
-  tls(): TLSOptions[] {
-    const fallback: TLSOptions = this.#fallback
-      ? { cert: this.#fallback.cert, key: this.#fallback.key }
-      : { serverName: NO_CERTIFICATE };
-    const named = [...this.#byName].map(([serverName, { cert, key }]) => ({ serverName, cert, key }));
-    return [fallback, ...named];
+  /**
+   * What Bun.serve takes as `tls`: the default entry first (Bun gives it to every name without an
+   * entry of its own), then one entry per name; `only` keeps some of the named ones.
+   */
+  tls(only: (name: string) => boolean = () => true): TLSOptions[] {
+    const fallback = this.#fallback;
+    const first: TLSOptions =
+      fallback && !this.#fallbackByName
+        ? { cert: fallback.cert, key: fallback.key }
+        : { serverName: NO_CERTIFICATE };
+    const entries: TLSOptions[] = [first];
+    for (const [serverName, { cert, key }] of this.#byName) {
+      if (only(serverName)) entries.push({ serverName, cert, key });
+    }
+    // An exact name wins over a wildcard in Bun's SNI lookup, so ACME's own certificates stay first choice.
+    if (fallback && this.#fallbackByName) {
+      for (const serverName of fallback.names) {
+        if (!this.#byName.has(serverName))
+          entries.push({ serverName, cert: fallback.cert, key: fallback.key });
+      }
+    }
+    return entries;
   }
 }
 
 function held(pair: TlsPair): Held {
-  return { cert: pair.cert, key: pair.key, notAfter: validity(pair.cert)?.notAfter ?? Number.NaN };
+  return {
+    cert: pair.cert,
+    key: pair.key,
+    notAfter: validity(pair.cert)?.notAfter ?? Number.NaN,
+    names: dnsNames(pair.cert),
+  };
+}
+
+function dnsNames(pem: string): string[] {
+  try {
+    const names = new X509Certificate(pem).subjectAltName ?? "";
+    return [...names.matchAll(/DNS:([^,\s]+)/g)].map((match) => (match[1] ?? "").toLowerCase());
+  } catch {
+    return [];
+  }
+}
+
+/** Why `key` cannot serve `cert`, or undefined when it is the certificate's own private key. */
+export function pairProblem(pair: TlsPair): string | undefined {
+  try {
+    const cert = new X509Certificate(pair.cert);
+    return cert.checkPrivateKey(createPrivateKey(pair.key))
+      ? undefined
+      : "the key does not belong to the certificate";
+  } catch (error) {
+    return `it does not parse (${error instanceof Error ? error.message : error})`;
+  }
 }
 
 function samePair(a: TlsPair | undefined, b: TlsPair | undefined): boolean {

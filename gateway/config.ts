@@ -327,6 +327,7 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
     ...(configFile ? { configPath: configFile.text } : {}),
   };
   checkHostsAgainstDomain(fileInfo.path, config.hosts, config.domain);
+  checkDistinctPorts(config);
   if (acme && cluster) {
     // Each gateway would order only its own agents' names, and the CA's challenge for one of them
     // may reach another gateway: certificates and challenges would have to be shared first.
@@ -344,6 +345,20 @@ export function loadGatewayConfig(flags: Flags, env: Env): GatewayConfig {
     throw new UsageError("no tokens configured: pass --config FILE with [[tokens]] or use --dev");
   const dev = devToken();
   return { ...config, tokens: [dev], devCredentials: { token: dev.token, secret: dev.secret } };
+}
+
+/** Two listeners on one port would share it (SO_REUSEPORT) and split its connections between them. */
+function checkDistinctPorts(config: GatewayConfig): void {
+  const ports: [string, number][] = [
+    ["--http-port", config.httpPort],
+    ["--ws-port", config.wsPort],
+    ...(config.acme ? ([["--acme-http-port", config.acmeHttpPort]] as [string, number][]) : []),
+  ];
+  for (const [i, [name, port]] of ports.entries()) {
+    const clash = ports.slice(i + 1).find(([, other]) => port !== 0 && other === port);
+    if (clash)
+      throw new UsageError(`${name} and ${clash[0]} are both ${port}: each listener needs a port of its own`);
+  }
 }
 
 /** Both of --tls-cert and --tls-key (each from a flag, a variable or the file) or neither. */

@@ -75,7 +75,8 @@ export type IngressServer = Server<IngressSocketData>;
 export function startIngress(options: IngressOptions): RotatingServer<IngressSocketData> {
   const open = (tls: TLSOptions[] | undefined, port: number, reusePort: boolean) =>
     listen(options, tls, port, reusePort);
-  return new RotatingServer("ingress", open, options.tls, options.port, options.rotates);
+  const { tls, hostname, port, rotates } = options;
+  return new RotatingServer({ name: "ingress", open, tls, hostname, port, rotates });
 }
 
 function listen(

@@ -16,22 +16,27 @@ export class RotatingServer<T> {
   #current: Server<T>;
   /** Listeners that stopped accepting and still finish their connections. */
   readonly #retiring = new Set<Server<T>>();
+  #stopped = false;
 
   /**
    * `port` 0 picks a free port. A listener that may rotate needs SO_REUSEPORT from the start,
    * which a port-0 bind must not ask for (sharesPort in reuse-port.ts), so a free port is found first.
    */
-  constructor(
-    name: string,
-    open: OpenServer<T>,
-    tls: TLSOptions[] | undefined,
-    port: number,
-    rotates: boolean,
-  ) {
+  constructor(options: {
+    name: string;
+    open: OpenServer<T>;
+    tls: TLSOptions[] | undefined;
+    hostname: string;
+    port: number;
+    rotates: boolean;
+  }) {
+    const { open, tls, port } = options;
     this.#open = open;
-    this.#name = name;
-    const fixed = rotates && port === 0 ? freePort() : port;
-    this.#current = open(tls, fixed, rotates || sharesPort(port));
+    this.#name = options.name;
+    this.#current =
+      options.rotates && port === 0
+        ? openOnFreePort(open, tls, options.hostname)
+        : open(tls, port, sharesPort(port));
   }
 
   get port(): number {
@@ -50,27 +55,39 @@ export class RotatingServer<T> {
    * is the caller's to report.
    */
   rotate(tls: TLSOptions[]): void {
+    // A gateway that stopped listening (draining) must not listen again.
+    if (this.#stopped) return;
     const next = this.#open(tls, this.port, true);
     const old = this.#current;
     this.#current = next;
     this.#retiring.add(old);
     // Idle kept-alive connections close now; ones in the middle of a request finish it.
-    old.stop(false).then(
-      () => this.#retiring.delete(old),
-      (error) => log.warn(`${this.#name}: closing the previous listener: ${error}`),
-    );
+    old
+      .stop(false)
+      .catch((error) => log.warn(`${this.#name}: closing the previous listener: ${error}`))
+      .finally(() => this.#retiring.delete(old));
   }
 
   /** Stops listening; with `force`, cuts the connections of every listener too. */
   async stop(force = false): Promise<void> {
+    this.#stopped = true;
     await Promise.all([this.#current, ...this.#retiring].map((server) => server.stop(force)));
   }
 }
 
-/** A port free right now, for a listener that must set SO_REUSEPORT (which port 0 must not). */
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
+/**
+ * Binds a port that is free now, found without SO_REUSEPORT (which a port-0 bind must not ask
+ * for), then with it; a port taken in between is tried again with another.
+ */
+function openOnFreePort<T>(open: OpenServer<T>, tls: TLSOptions[] | undefined, hostname: string): Server<T> {
+  for (let attempt = 1; ; attempt++) {
+    const probe = Bun.listen({ hostname, port: 0, socket: { data() {} } });
+    const port = probe.port;
+    probe.stop(true);
+    try {
+      return open(tls, port, true);
+    } catch (error) {
+      if (attempt === 3) throw error;
+    }
+  }
 }

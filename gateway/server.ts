@@ -131,6 +131,7 @@ export class Gateway {
       bind: config.bind,
       acmeHttpPort: config.acmeHttpPort,
       httpsPort: () => this.#ingress.port,
+      agentConnected: (id) => this.registry.sessionsFor(id).length > 0,
       metrics: this.#metrics.registry,
     });
     const httpScheme = this.#certificates ? "https" : "http";
@@ -140,9 +141,9 @@ export class Gateway {
     this.#tcp = this.#listenForTcp(locator);
     if (this.#certificates) {
       this.registry.observe({ arrived: (id) => this.#certificates?.agentArrived(id), left: () => {} });
-      this.#certificates.start((tls) => {
-        this.#ingress.rotate(tls);
-        this.#agents.rotate(tls);
+      this.#certificates.start({
+        ingress: (tls) => this.#ingress.rotate(tls),
+        agents: (tls) => this.#agents.rotate(tls),
       });
     }
     this.#lastPing = Date.now();
@@ -209,6 +210,7 @@ export class Gateway {
     this.#access.replace(next.access);
     this.#tcp.apply(next.tcp);
     this.#certificates?.reload(next.tls, next.hosts);
+    if (!this.#certificates && next.tls) log.warn("reload: TLS was turned on; restart to serve it");
     const after = new Map(this.#tokens.map((entry) => [entry.token, entry]));
     for (const session of this.registry.all()) {
       const why = revocation(
@@ -252,7 +254,7 @@ export class Gateway {
   #listenForAgents(httpScheme: string): AgentListener {
     const config = this.#config;
     return new AgentListener({
-      tls: this.#certificates?.tls(),
+      tls: this.#certificates?.agentTls(),
       rotates: this.#certificates !== undefined,
       hostname: config.bind,
       port: config.wsPort,

@@ -3,6 +3,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { exposedFileWarning, fsReason } from "../shared/config.ts";
 import { UsageError } from "../shared/errors.ts";
+import { pairProblem } from "./certificates.ts";
 
 /** Where the PEM files are, and the name to blame for each (a flag, a variable or a file key). */
 export interface TlsFiles {
@@ -28,6 +29,9 @@ export function readTlsPair(files: TlsFiles): { pair: TlsPair; warning?: string 
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key.text)) {
     throw new UsageError(`${files.keyName}: ${files.keyFile} holds no PEM private key (BEGIN PRIVATE KEY)`);
   }
+  // Bun refuses a whole listener for one mismatched pair: a half-copied renewal is caught here.
+  const problem = pairProblem({ cert: cert.text, key: key.text });
+  if (problem) throw new UsageError(`${files.certName} and ${files.keyName}: ${problem}`);
   const warning = exposedFileWarning(files.keyFile, key.mode, `${files.keyName} (the TLS private key)`);
   return { pair: { cert: cert.text, key: key.text }, ...(warning ? { warning } : {}) };
 }

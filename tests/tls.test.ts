@@ -166,6 +166,12 @@ describe("TLS settings", () => {
     );
   });
 
+  test("a key that is not the certificate's own is refused, naming both settings", () => {
+    expect(usageError({ "tls-cert": certs.serverCert, "tls-key": join(certs.dir, "ca.key") })).toBe(
+      "--tls-cert and --tls-key: the key does not belong to the certificate",
+    );
+  });
+
   test("an unreadable or wrong file is named", () => {
     expect(usageError({ "tls-cert": "/nonexistent.pem", "tls-key": certs.serverKey })).toBe(
       "--tls-cert: cannot read /nonexistent.pem: no such file",
@@ -185,7 +191,8 @@ describe("TLS settings", () => {
     );
     expect(config.tls?.cert).toContain("BEGIN CERTIFICATE");
     expect(config.warnings).toEqual([]);
-    const exposedKey = join(certs.dir, "ca.key");
+    const exposedKey = join(certs.dir, "exposed.key");
+    copyFileSync(certs.serverKey, exposedKey);
     chmodSync(exposedKey, 0o644);
     const exposed = loadGatewayConfig({ dev: true, "tls-cert": certs.serverCert, "tls-key": exposedKey }, {});
     expect(exposed.warnings.join("\n")).toContain("the TLS private key");

@@ -30,7 +30,7 @@ describe("[acme] settings", () => {
   test("the file's table: staging by name, a private CA next to the file, fixed names, a relative state dir", () => {
     writeFileSync(join(dir, "ca.pem"), CA);
     const path = file(
-      `state_dir = "state"\nacme_http_port = 8080\nhttp_port = 8443\n${TOKEN}[acme]\nemail = "ops@example.org"\ndirectory = "letsencrypt-staging"\nca_file = "ca.pem"\nnames = ["Gateway.Example.org."]\n`,
+      `state_dir = "state"\nacme_http_port = 8088\nhttp_port = 8443\n${TOKEN}[acme]\nemail = "ops@example.org"\ndirectory = "letsencrypt-staging"\nca_file = "ca.pem"\nnames = ["Gateway.Example.org."]\n`,
     );
     const config = load({ config: path });
     expect(config.acme).toEqual({
@@ -40,7 +40,7 @@ describe("[acme] settings", () => {
       names: ["gateway.example.org"],
     });
     expect(config.stateDir).toBe(join(dir, "state"));
-    expect(config.acmeHttpPort).toBe(8080);
+    expect(config.acmeHttpPort).toBe(8088);
     // A port given anywhere wins over 443.
     expect(config.httpPort).toBe(8443);
   });
@@ -67,6 +67,12 @@ describe("[acme] settings", () => {
     expect(
       usageError(() => load({ dev: true, "acme-email": "a@b.org", "acme-http-port": "http" })),
     ).toContain("--acme-http-port");
+  });
+
+  test("the challenge port may not be another listener's", () => {
+    expect(usageError(() => load({ dev: true, "acme-email": "a@b.org", "acme-http-port": "8080" }))).toBe(
+      "--ws-port and --acme-http-port are both 8080: each listener needs a port of its own",
+    );
   });
 
   test("not with a cluster: certificates are not shared between gateways yet", () => {

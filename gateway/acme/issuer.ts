@@ -27,6 +27,8 @@ export class AcmeIssuer implements Issuer {
     (
       acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }
     ).acmeSettings.retryMaxAttempts = 0;
+    // A CA that accepts the connection and never answers would otherwise hold an order forever.
+    acme.axios.defaults.timeout = 30_000;
     if (config.ca) acme.axios.defaults.httpsAgent = new https.Agent({ ca: config.ca });
     passConnectionErrorsThrough();
   }

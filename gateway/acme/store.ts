@@ -1,10 +1,22 @@
 // The ACME account and the certificates on disk, under --state-dir, so that a restart serves what
 // it had instead of ordering again (CAs limit how many certificates a name may get per week).
 // One directory per CA, so that staging and production never mix. Files are mode 600.
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { fsReason } from "../../shared/config.ts";
 import { UsageError } from "../../shared/errors.ts";
+import { log } from "../../shared/log.ts";
+import { pairProblem } from "../certificates.ts";
 import type { TlsPair } from "../tls.ts";
 
 export class AcmeStore {
@@ -35,7 +47,7 @@ export class AcmeStore {
     writePrivate(join(this.#dir, "account.key"), key);
   }
 
-  /** Every stored certificate by its name; a pair missing half is skipped. */
+  /** Every stored certificate by its name; a pair missing half, or not matching, is skipped. */
   readCertificates(): Map<string, TlsPair> {
     const found = new Map<string, TlsPair>();
     const folder = join(this.#dir, "certificates");
@@ -44,7 +56,10 @@ export class AcmeStore {
       const name = file.slice(0, -".crt".length);
       const cert = readIfPresent(join(folder, file));
       const key = readIfPresent(join(folder, `${name}.key`));
-      if (cert && key) found.set(name, { cert, key });
+      if (!cert || !key) continue;
+      const problem = pairProblem({ cert, key });
+      if (problem) log.warn(`acme: ${join(folder, file)} is not used: ${problem}; it will be ordered again`);
+      else found.set(name, { cert, key });
     }
     return found;
   }
@@ -72,10 +87,18 @@ function readIfPresent(path: string): string | undefined {
   }
 }
 
-/** Written beside and renamed over, so a crash never leaves half a key. */
+/**
+ * Written to a new file of its own (mode 600 from the start, whatever a crash left behind), synced,
+ * and renamed over the old one, so a crash never leaves half a key.
+ */
 function writePrivate(path: string, text: string): void {
-  const temporary = `${path}.tmp`;
-  writeFileSync(temporary, text, { mode: 0o600 });
-  chmodSync(temporary, 0o600);
+  const temporary = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  const fd = openSync(temporary, "wx", 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(temporary, path);
 }
